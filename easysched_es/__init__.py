@@ -1,0 +1,18 @@
+"""easysched-es: a workflow scheduler whose state, timers included, is a fold over a command log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easysched_es.client import Client, CommandRejectedError
+from easysched_es.flows import load_flow
+
+__all__ = ["Client", "CommandRejectedError", "connect", "load_flow"]
+__version__ = "0.1.0"
+
+
+def connect(data_dir: str = ".easysched") -> Any:
+    """A read-only DuckDB connection to the projections of a data directory (caught up first)."""
+    from projections.api import connect as _connect
+
+    return _connect(data_dir)

@@ -1,0 +1,100 @@
+"""The Python client: append commands to the log and learn the master's verdict.
+
+```python
+import easysched_es as es
+client = es.Client(".easysched")
+client.define(es.load_flow("flows/etl.yaml"))
+instance = client.start("etl_daily", params={"TARGET": "dev"})
+client.stop(instance)
+```
+
+A command returns once it is durable in the log. Because the fold is deterministic, the
+client computes the master's verdict itself (snapshot + the log up to its own command), so
+a rejection is reported at once, whether or not `easysched run` is running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from easysched_es.core import commands as c
+from easysched_es.core.codec import encode
+from easysched_es.core.definitions import WorkflowDefinition
+from easysched_es.core.events import CommandRejected, Event, WorkflowStarted
+from easysched_es.log.base import Record
+from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.master import wall_ms
+
+
+class CommandRejectedError(Exception):
+    """The master rejects the command; `reason` says why."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
+
+
+@dataclass
+class Verdict:
+    """What the master decides for one appended command."""
+
+    offset: int
+    events: list[Event] = field(default_factory=list)
+
+
+class Client:
+    """Produces commands to an embedded data directory."""
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.data = DataDir(data_dir)
+
+    def submit(self, command: c.Command) -> Verdict:
+        """Append one command (stamped with the wall clock) and return the master's verdict.
+
+        Raises CommandRejectedError when the master rejects it (it stays in the log, recorded
+        as rejected).
+        """
+        if not command.at:
+            command.at = wall_ms()
+        with self.data.commands() as commands:
+            offset = commands.append([encode(command)])[0]
+        verdict = Verdict(offset)
+
+        def sink(record: Record, events: list[Event], tag: str) -> None:
+            if record.offset == offset:
+                verdict.events = events
+
+        load_state(self.data, until=offset, sink=sink)
+        for ev in verdict.events:
+            if isinstance(ev, CommandRejected):
+                raise CommandRejectedError(ev.reason, offset)
+        return verdict
+
+    def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
+        """Define (and by default release) a workflow; returns its version."""
+        verdict = self.submit(c.DefineWorkflow(definition=definition, release=release))
+        return next(ev.version for ev in verdict.events if hasattr(ev, "version"))
+
+    def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None) -> str:
+        """Start an instance; returns its id."""
+        verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time))
+        return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+
+    def stop(self, instance: str) -> Verdict:
+        """Stop an instance: every active task is killed."""
+        return self.submit(c.StopWorkflow(instance=instance))
+
+    def pause(self, instance: str) -> Verdict:
+        """Pause an instance."""
+        return self.submit(c.PauseWorkflow(instance=instance))
+
+    def resume(self, instance: str) -> Verdict:
+        """Resume a paused instance."""
+        return self.submit(c.ResumeWorkflow(instance=instance))
+
+    def kill_task(self, instance: str, task: str) -> Verdict:
+        """Kill one task of an instance."""
+        return self.submit(c.KillTask(instance=instance, task=task))

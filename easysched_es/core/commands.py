@@ -1,0 +1,155 @@
+"""Commands: everything that enters the scheduler from outside, as one tagged union.
+
+Every command carries `at`, the wall-clock time (epoch milliseconds) stamped by the edge
+that appended it. It is part of the log, so a replay sees the same value; the core uses it
+as "when this happened" and never reads a clock itself.
+
+Adding a field means giving it a default, so old logs keep decoding.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from easysched_es.core.definitions import WorkflowDefinition
+
+
+class _Command(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
+    at: int = 0
+
+
+class DefineWorkflow(_Command, tag="define"):
+    """Define a new version of a workflow; `release` puts it ONLINE at once."""
+
+    definition: WorkflowDefinition
+    release: bool = True
+
+
+class SetReleaseState(_Command, tag="release"):
+    """Put a workflow ONLINE or OFFLINE; an OFFLINE workflow cannot be started."""
+
+    workflow: str
+    online: bool
+
+
+class StartWorkflow(_Command, tag="start"):
+    """START_PROCESS: start an instance of the newest version of a workflow."""
+
+    workflow: str
+    params: dict[str, str] = {}
+    schedule_time: int | None = None
+
+
+class StopWorkflow(_Command, tag="stop"):
+    """STOP: kill every active task; the instance ends STOP."""
+
+    instance: str
+
+
+class PauseWorkflow(_Command, tag="pause"):
+    """PAUSE: dispatch nothing new; running tasks finish; the instance ends PAUSE."""
+
+    instance: str
+
+
+class ResumeWorkflow(_Command, tag="resume"):
+    """RECOVER_SUSPENDED_PROCESS: continue a paused instance from where it stopped."""
+
+    instance: str
+
+
+class KillTask(_Command, tag="kill_task"):
+    """Kill one task of an instance; it is never retried."""
+
+    instance: str
+    task: str
+
+
+class TaskStarted(_Command, tag="task_started"):
+    """A worker's report: the attempt's process is running."""
+
+    instance: str
+    task: str
+    attempt: int
+    pid: int
+    worker: str = ""
+    log_path: str = ""
+
+
+class TaskFinished(_Command, tag="task_finished"):
+    """A worker's report: the attempt's process is gone.
+
+    `exit_code` is negative for a death by signal (-15 for SIGTERM). `killed` says the
+    worker terminated it because of a kill effect (or never started it because the kill
+    came first).
+    """
+
+    instance: str
+    task: str
+    attempt: int
+    exit_code: int
+    killed: bool = False
+    worker: str = ""
+    detail: str = ""
+
+
+class TaskAdopted(_Command, tag="task_adopted"):
+    """After a restart, a worker found the attempt's process still running and watches it."""
+
+    instance: str
+    task: str
+    attempt: int
+    pid: int
+    worker: str = ""
+
+
+class TaskLost(_Command, tag="task_lost"):
+    """After a restart, the attempt's process is gone and its exit code is unknown."""
+
+    instance: str
+    task: str
+    attempt: int
+    reason: str
+    worker: str = ""
+
+
+class Heartbeat(_Command, tag="heartbeat"):
+    """A worker is alive."""
+
+    worker: str
+
+
+class CheckDue(_Command, tag="check_due"):
+    """The clock's tick: fire every delay-queue entry due at or before `now`."""
+
+    now: int
+
+
+class UpstreamFinished(_Command, tag="upstream_finished"):
+    """A workflow instance finished in another partition (forwarded for DEPENDENT checks)."""
+
+    workflow: str
+    instance: str
+    state: str
+    base_time: int
+    task_states: dict[str, str] = {}
+
+
+Command = (
+    DefineWorkflow
+    | SetReleaseState
+    | StartWorkflow
+    | StopWorkflow
+    | PauseWorkflow
+    | ResumeWorkflow
+    | KillTask
+    | TaskStarted
+    | TaskFinished
+    | TaskAdopted
+    | TaskLost
+    | Heartbeat
+    | CheckDue
+    | UpstreamFinished
+)
+
+REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

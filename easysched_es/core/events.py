@@ -1,0 +1,206 @@
+"""Events: what the master decided. Facts for projections and effects for the runtime.
+
+The master writes the events of one command as one `EventBatch`, together with that
+command's offset and time. Replaying the commands must reproduce the batches byte for byte.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from easysched_es.core.definitions import WorkflowDefinition
+
+
+class _Event(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
+    pass
+
+
+# ---- facts -------------------------------------------------------------------------------
+
+
+class WorkflowDefined(_Event, tag="workflow_defined"):
+    """A workflow version was stored."""
+
+    workflow: str
+    version: int
+    online: bool
+    definition: WorkflowDefinition
+
+
+class ReleaseStateChanged(_Event, tag="release_changed"):
+    """A workflow went ONLINE or OFFLINE."""
+
+    workflow: str
+    online: bool
+
+
+class CommandRejected(_Event, tag="command_rejected"):
+    """The command was malformed or impossible; nothing else changed."""
+
+    command: str
+    reason: str
+    instance: str = ""
+    task: str = ""
+
+
+class WorkflowStarted(_Event, tag="workflow_started"):
+    """A new workflow instance exists."""
+
+    instance: str
+    workflow: str
+    version: int
+    base_time: int
+    schedule_time: int | None = None
+    params: dict[str, str] = {}
+
+
+class WorkflowStateChanged(_Event, tag="workflow_state"):
+    """A workflow instance moved to `state`."""
+
+    instance: str
+    state: str
+    reason: str = ""
+
+
+class WorkflowFinished(_Event, tag="workflow_finished"):
+    """A workflow instance reached a final state (SUCCESS, FAILURE, STOP)."""
+
+    instance: str
+    workflow: str
+    state: str
+    base_time: int
+    task_states: dict[str, str] = {}
+
+
+class TaskStateChanged(_Event, tag="task_state"):
+    """A task instance moved to `state`; `attempt` counts dispatches (0 for logic tasks)."""
+
+    instance: str
+    task: str
+    state: str
+    attempt: int = 0
+    task_type: str = ""
+    reason: str = ""
+    pid: int | None = None
+    worker: str | None = None
+    exit_code: int | None = None
+
+
+class TimerSet(_Event, tag="timer_set"):
+    """A delay-queue entry was added (or moved to a new due time)."""
+
+    instance: str
+    task: str
+    kind: str
+    due: int
+
+
+class TimerCancelled(_Event, tag="timer_cancelled"):
+    """A delay-queue entry was removed before it fired."""
+
+    instance: str
+    task: str
+    kind: str
+    reason: str = ""
+
+
+class TimerFired(_Event, tag="timer_fired"):
+    """A delay-queue entry came due and was taken out of the queue."""
+
+    instance: str
+    task: str
+    kind: str
+    due: int
+
+
+class DependentChecked(_Event, tag="dependent_checked"):
+    """A DEPENDENT task evaluated its items: SUCCESS, WAITING or FAILED."""
+
+    instance: str
+    task: str
+    result: str
+    detail: str = ""
+
+
+class TaskTimedOut(_Event, tag="task_timed_out"):
+    """A worker task ran past its timeout; `strategy` says what followed."""
+
+    instance: str
+    task: str
+    attempt: int
+    strategy: str
+
+
+class KillConfirmed(_Event, tag="kill_confirmed"):
+    """The worker confirmed the process of a killed attempt is gone."""
+
+    instance: str
+    task: str
+    attempt: int
+    exit_code: int
+
+
+class LateReportIgnored(_Event, tag="late_report_ignored"):
+    """A worker report that no longer matters (killed task, old attempt) was recorded and ignored."""
+
+    instance: str
+    task: str
+    attempt: int
+    report: str
+    reason: str
+
+
+# ---- effects (the runtime acts on these; idempotent by instance, task, attempt) ---------
+
+
+class DispatchTask(_Event, tag="dispatch"):
+    """Run attempt `attempt` of a worker task."""
+
+    instance: str
+    task: str
+    attempt: int
+    task_type: str
+    command: str
+    env: dict[str, str] = {}
+    worker_group: str = "default"
+
+
+class KillTaskProcess(_Event, tag="kill_process"):
+    """Terminate the process group of an attempt (SIGTERM, then SIGKILL after the grace)."""
+
+    instance: str
+    task: str
+    attempt: int
+    reason: str = ""
+
+
+Event = (
+    WorkflowDefined
+    | ReleaseStateChanged
+    | CommandRejected
+    | WorkflowStarted
+    | WorkflowStateChanged
+    | WorkflowFinished
+    | TaskStateChanged
+    | TimerSet
+    | TimerCancelled
+    | TimerFired
+    | DependentChecked
+    | TaskTimedOut
+    | KillConfirmed
+    | LateReportIgnored
+    | DispatchTask
+    | KillTaskProcess
+)
+
+EFFECT_TYPES = (DispatchTask, KillTaskProcess)
+
+
+class EventBatch(msgspec.Struct, omit_defaults=True):
+    """The events caused by the command at `offset` (stamped `at`), as written to the events log."""
+
+    offset: int
+    at: int
+    command: str
+    events: list[Event]
+    partition: int = 0

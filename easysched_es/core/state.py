@@ -1,0 +1,186 @@
+"""The master's state: definitions, instances, task instances and the delay queue, as one value.
+
+`State` is mutated in place by `step` (the fold is the hot path). `snapshot()` turns it into
+a msgspec value whose encoding is canonical, so two states are equal exactly when their
+snapshots encode to the same bytes.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
+from easysched_es.core.delay_queue import DelayQueue, TimerEntry
+
+# Workflow instance states (DolphinScheduler names).
+WF_RUNNING = "RUNNING_EXECUTION"
+WF_READY_PAUSE = "READY_PAUSE"
+WF_PAUSE = "PAUSE"
+WF_READY_STOP = "READY_STOP"
+WF_STOP = "STOP"
+WF_FAILURE = "FAILURE"
+WF_SUCCESS = "SUCCESS"
+WF_FINAL = frozenset({WF_STOP, WF_FAILURE, WF_SUCCESS})
+
+# Task instance states.
+SUBMITTED = "SUBMITTED_SUCCESS"
+DISPATCH = "DISPATCH"
+RUNNING = "RUNNING_EXECUTION"
+DELAY = "DELAY_EXECUTION"
+PAUSE = "PAUSE"
+KILL = "KILL"
+FAILURE = "FAILURE"
+SUCCESS = "SUCCESS"
+FORCED_SUCCESS = "FORCED_SUCCESS"
+NEED_FAULT_TOLERANCE = "NEED_FAULT_TOLERANCE"
+TASK_FINAL = frozenset({KILL, FAILURE, SUCCESS, FORCED_SUCCESS})
+TASK_OK = frozenset({SUCCESS, FORCED_SUCCESS})
+
+
+class DefinitionVersion(msgspec.Struct, array_like=True):
+    """One stored version of a workflow with its derived DAG."""
+
+    version: int
+    definition: WorkflowDefinition
+    order: list[str]
+    downstream: dict[str, list[str]]
+    index: dict[str, int]
+
+    def task(self, name: str) -> TaskDef:
+        """The task definition by name (KeyError if absent)."""
+        return self.definition.tasks[self.index[name]]
+
+
+def compile_definition(definition: WorkflowDefinition, version: int) -> DefinitionVersion:
+    """Derive the order and downstream edges once, at define time."""
+    downstream: dict[str, list[str]] = {t.name: [] for t in definition.tasks}
+    for t in definition.tasks:
+        for up in t.upstream:
+            downstream[up].append(t.name)
+    index = {t.name: i for i, t in enumerate(definition.tasks)}
+    return DefinitionVersion(version, definition, topological_order(definition), downstream, index)
+
+
+class TaskInstance(msgspec.Struct, omit_defaults=True):
+    """The current attempt of one task in one workflow instance."""
+
+    name: str
+    type: str
+    state: str = SUBMITTED
+    attempt: int = 0
+    pid: int | None = None
+    worker: str | None = None
+    exit_code: int | None = None
+    # The process of the current attempt may still exist after a kill, until the worker
+    # confirms it is gone. The task is KILL from the moment the kill is applied.
+    kill_pending: bool = False
+    started: int | None = None
+    ended: int | None = None
+    # DEPENDENT: when the first check ran (for failure_waiting_time).
+    first_check: int | None = None
+
+
+class WorkflowInstance(msgspec.Struct, omit_defaults=True):
+    """One run of a workflow definition version."""
+
+    id: str
+    workflow: str
+    version: int
+    state: str
+    base_time: int
+    started: int
+    params: dict[str, str] = {}
+    schedule_time: int | None = None
+    ended: int | None = None
+    tasks: dict[str, TaskInstance] = {}
+
+
+class UpstreamRecord(msgspec.Struct, array_like=True):
+    """What a DEPENDENT check needs to know of one instance of a workflow."""
+
+    instance: str
+    base_time: int
+    state: str
+    task_states: dict[str, str]
+
+
+class WorkflowEntry(msgspec.Struct):
+    """All versions of a workflow and whether it is ONLINE."""
+
+    versions: list[DefinitionVersion]
+    online: bool = True
+
+    @property
+    def latest(self) -> DefinitionVersion:
+        """The newest version."""
+        return self.versions[-1]
+
+
+class Snapshot(msgspec.Struct, omit_defaults=True):
+    """The whole state as data: what is written to the snapshot store."""
+
+    partition: int
+    last_offset: int
+    position: int
+    now: int
+    workflows: dict[str, WorkflowEntry]
+    instances: dict[str, WorkflowInstance]
+    upstream: dict[str, list[UpstreamRecord]]
+    workers: dict[str, int]
+    timers: list[TimerEntry]
+    timer_seq: int
+
+
+class State:
+    """The mutable state of one partition's master."""
+
+    __slots__ = (
+        "instances", "last_offset", "now", "partition", "position", "queue", "upstream", "workers", "workflows",
+    )
+
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
+        self.last_offset = -1
+        # Where the reader resumes in the commands stream after `last_offset` (offsets need
+        # not be contiguous). Kept by the runtime that feeds the fold, not by `step`.
+        self.position = 0
+        self.now = 0
+        self.workflows: dict[str, WorkflowEntry] = {}
+        self.instances: dict[str, WorkflowInstance] = {}
+        self.upstream: dict[str, list[UpstreamRecord]] = {}
+        self.workers: dict[str, int] = {}
+        self.queue = DelayQueue()
+
+    def snapshot(self) -> Snapshot:
+        """The state as a msgspec value (timers in firing order)."""
+        return Snapshot(
+            partition=self.partition,
+            last_offset=self.last_offset,
+            position=self.position,
+            now=self.now,
+            workflows=self.workflows,
+            instances=self.instances,
+            upstream=self.upstream,
+            workers=self.workers,
+            timers=self.queue.entries(),
+            timer_seq=self.queue.seq,
+        )
+
+    @classmethod
+    def restore(cls, snap: Snapshot) -> State:
+        """Rebuild a state from a snapshot."""
+        state = cls(snap.partition)
+        state.last_offset = snap.last_offset
+        state.position = snap.position
+        state.now = snap.now
+        state.workflows = snap.workflows
+        state.instances = snap.instances
+        state.upstream = snap.upstream
+        state.workers = snap.workers
+        state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
+        return state
+
+
+def active(task: TaskInstance) -> bool:
+    """A task still counts as running work: not final, or killed with its process not yet gone."""
+    return task.state not in TASK_FINAL or task.kill_pending

@@ -1,0 +1,60 @@
+"""Trace: every command and event that touched one instance (or one of its tasks), in log order.
+
+The trace is computed by folding the commands log from the start: the fold is
+deterministic, so this is what the master decided (`verify` checks the recorded events
+agree), and it also covers commands the master has not processed yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from easysched_es.core.codec import decode_command
+from easysched_es.core.commands import StartWorkflow
+from easysched_es.core.events import Event
+from easysched_es.core.state import State
+from easysched_es.debug.views import iso
+from easysched_es.log.base import Record
+from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.fold import fold_stream
+
+
+def _touches(obj: object, instance: str, task: str | None) -> bool:
+    if getattr(obj, "instance", None) != instance:
+        return False
+    if task is None:
+        return True
+    named = getattr(obj, "task", None)
+    return named is None or named == "" or named == task
+
+
+def trace(data: DataDir, instance: str, task: str | None = None) -> list[dict[str, Any]]:
+    """The trace entries: commands and events, each with offset, time and type."""
+    entries: list[dict[str, Any]] = []
+    state = State()
+
+    def sink(record: Record, events: list[Event], tag: str) -> None:
+        mine = [ev for ev in events if _touches(ev, instance, task)]
+        command = None
+        if record.corrupt is None:
+            try:
+                command = decode_command(record.payload)
+            except msgspec.MsgspecError:
+                command = None
+        started_here = isinstance(command, StartWorkflow) and f"{state.partition}-{record.offset}" == instance
+        if not mine and not started_here and not (command is not None and _touches(command, instance, task)):
+            return
+        at = iso(command.at if command is not None else state.now)
+        entries.append(
+            {"offset": record.offset, "time": at, "kind": "command", "type": tag,
+             "data": msgspec.to_builtins(command) if command is not None else None}
+        )
+        for ev in mine:
+            data = msgspec.to_builtins(ev)
+            entries.append({"offset": record.offset, "time": at, "kind": "event", "type": data.pop("type"), "data": data})
+
+    with data.commands() as commands:
+        fold_stream(commands, state, sink=sink)
+    return entries

@@ -1,0 +1,152 @@
+"""The embedded master: folds the commands stream, writes events with their offsets, runs effects.
+
+Crash safety without two copies of the truth:
+- events are written (and fsynced) before their effects run; on restart the master reads
+  the last events batch to know which commands were decided, refolds the commands up to
+  it (state only), and continues after it;
+- the effects still owed are derived from the state (`pending_effects`) and re-run; the
+  worker recognises an attempt it already started by its claim file, so nothing runs twice.
+Time enters only as `CheckDue` commands appended to the same log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from easysched_es.core.codec import decode_batch, encode
+from easysched_es.core.commands import CheckDue
+from easysched_es.core.events import EFFECT_TYPES, Event, EventBatch
+from easysched_es.core.state import State
+from easysched_es.core.step import pending_effects
+from easysched_es.log.base import Record
+from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.fold import fold_stream
+from easysched_es.runtime.snapshots import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+EffectSink = Callable[[Event], None]
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch milliseconds (runtime edge only)."""
+    return time.time_ns() // 1_000_000
+
+
+class EmbeddedMaster:
+    """The one master of an embedded data directory (the caller holds the master lock)."""
+
+    def __init__(
+        self,
+        data: DataDir,
+        effects: EffectSink,
+        *,
+        snapshot_every: int = 50_000,
+        batch_records: int = 2_000,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.data = data
+        self.commands = data.commands()
+        self.events = data.events()
+        self.snapshots = SnapshotStore(data.snapshots)
+        self.effects = effects
+        self.snapshot_every = snapshot_every
+        self.batch_records = batch_records
+        self.clock = clock
+        self.state = State()
+        self.wake = threading.Event()
+        self._since_snapshot = 0
+        self._tick_in_flight = False
+
+    def recover(self) -> int:
+        """Cut torn tails, rebuild the state, and re-run the effects it still owes.
+
+        Returns how many effects were re-submitted.
+        """
+        for stream in (self.commands, self.events):
+            cut = stream.repair_tail()
+            if cut:
+                log.warning("cut a torn tail of %d bytes from %s", cut, stream.directory)
+        state = self.snapshots.load() or State()
+        decided = self._last_decided(state.last_offset)
+        if decided > state.last_offset:
+            fold_stream(self.commands, state, until=decided)
+        self.state = state
+        owed = pending_effects(state)
+        for effect in owed:
+            self.effects(effect)
+        return len(owed)
+
+    def _last_decided(self, floor: int) -> int:
+        """The offset of the last command whose events are in the events stream."""
+        last = floor
+        for _, payload in self.events.iter_payloads(0):
+            last = decode_batch(payload).offset
+        return last
+
+    def poll(self) -> int:
+        """Decide every command available now; return how many were applied."""
+        payloads: list[bytes] = []
+        effects: list[Event] = []
+        state = self.state
+
+        def sink(record: Record, events: list[Event], tag: str) -> None:
+            payloads.append(encode(EventBatch(offset=record.offset, at=state.now, command=tag, events=events)))
+            if tag == "check_due":
+                self._tick_in_flight = False
+            for ev in events:
+                if isinstance(ev, EFFECT_TYPES):
+                    effects.append(ev)
+
+        applied = fold_stream(self.commands, state, sink=sink, max_records=self.batch_records)
+        if not applied:
+            return 0
+        self.events.append(payloads)
+        for effect in effects:
+            self.effects(effect)
+        self._since_snapshot += applied
+        if self._since_snapshot >= self.snapshot_every:
+            self.snapshot()
+        return applied
+
+    def snapshot(self) -> None:
+        """Write a snapshot of the state as it stands."""
+        self.snapshots.save(self.state)
+        self._since_snapshot = 0
+
+    def tick(self) -> int | None:
+        """Append a CheckDue if the earliest timer is due; return the next due time (or None)."""
+        due = self.state.queue.earliest()
+        if due is None or self._tick_in_flight:
+            return due
+        now = self.clock()
+        if now >= due:
+            self.commands.append([encode(CheckDue(at=now, now=now))])
+            self._tick_in_flight = True
+        return due
+
+    def run(self, stop: threading.Event, *, min_wait: float = 0.001, max_wait: float = 0.02) -> None:
+        """Fold, tick and wait for work until `stop` is set."""
+        wait = min_wait
+        while not stop.is_set():
+            applied = self.poll()
+            due = self.tick()
+            if applied:
+                wait = min_wait
+                continue
+            # External clients append without waking us: poll, backing off while idle.
+            timeout = wait
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - self.clock()) / 1000))
+            self.wake.wait(timeout)
+            self.wake.clear()
+            wait = min(max_wait, wait * 2)
+
+    def close(self) -> None:
+        """Snapshot and release the streams."""
+        self.snapshot()
+        self.commands.close()
+        self.events.close()
