@@ -29,6 +29,11 @@ DATE_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The longest duration (seconds) a definition may hold: ten years. NaN, infinities and
+# larger values would make the fold's millisecond arithmetic fail on every replay.
+MAX_DURATION = 10 * 365 * 86_400.0
+
+
 class DefinitionError(ValueError):
     """A workflow definition is impossible (cycle, unknown upstream, ...)."""
 
@@ -124,6 +129,13 @@ def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
             raise DefinitionError(f"{at}: unknown upstream task {up!r}")
         if up == task.name:
             raise DefinitionError(f"{at}: a task cannot be its own upstream")
+    durations = {"retry_interval": task.retry_interval, "timeout": task.timeout or 0.0}
+    if isinstance(task, DependentTask):
+        durations["check_interval"] = task.dependence.check_interval
+        durations["failure_waiting_time"] = task.dependence.failure_waiting_time
+    for field, value in durations.items():
+        if not -MAX_DURATION <= value <= MAX_DURATION:  # also false for NaN
+            raise DefinitionError(f"{at}: {field} must be a finite number of seconds up to {MAX_DURATION:.0f}")
     if task.retry_times < 0 or task.retry_interval < 0:
         raise DefinitionError(f"{at}: retry_times and retry_interval must be >= 0")
     if task.timeout is not None and task.timeout <= 0:

@@ -91,6 +91,27 @@ class DelayQueue:
                 fired.append((key, due))
         return fired
 
+    def pop_next(self, now: int, max_seq: int) -> tuple[TimerKey, int] | None:
+        """Remove and return the first live entry due at or before `now` and set at or
+        before counter value `max_seq`, or None.
+
+        Firing entries one at a time lets the action of one entry cancel the entries after
+        it (a kill in the same tick). Entries set while firing (seq > max_seq) wait for the
+        next tick; they sort after every older due entry, since none is due before `now`.
+        """
+        heap, live = self._heap, self._live
+        while heap and heap[0][0] <= now:
+            due, seq, key = heap[0]
+            if live.get(key) != (due, seq):
+                heapq.heappop(heap)
+                continue
+            if seq > max_seq:
+                return None
+            heapq.heappop(heap)
+            del live[key]
+            return key, due
+        return None
+
     def entries(self) -> list[TimerEntry]:
         """Every live entry in firing order."""
         return [

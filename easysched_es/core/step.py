@@ -38,6 +38,7 @@ from easysched_es.core.state import (
     NEED_FAULT_TOLERANCE,
     PAUSE,
     RUNNING,
+    SUBMITTED,
     SUCCESS,
     TASK_FINAL,
     TASK_OK,
@@ -61,6 +62,11 @@ from easysched_es.core.state import (
 Out = list[e.Event]
 
 
+# Times are epoch milliseconds up to 9999-12-31T23:59:59.999Z: a command stamped later (or
+# before 1970) is rejected, so that date maths and timer arithmetic cannot fail in the fold.
+MAX_TIME = 253_402_300_799_999
+
+
 class SequenceError(Exception):
     """A command was applied out of log order (a gap backwards or a repeat)."""
 
@@ -76,10 +82,12 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
     if offset <= state.last_offset:
         raise SequenceError(f"offset {offset} does not follow the last applied offset {state.last_offset}")
     state.last_offset = offset
-    if command.at > state.now:
-        state.now = command.at
     out: Out = []
     try:
+        if not 0 <= command.at <= MAX_TIME:
+            raise _Rejected(f"at={command.at} is out of range (epoch milliseconds, years 1970 to 9999)")
+        if command.at > state.now:
+            state.now = command.at
         _HANDLERS[type(command)](state, command, offset, out)
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
@@ -219,9 +227,7 @@ def _dispatch(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: Shel
         _set_timer(state, inst, ti.name, TIMEOUT, state.now + _ms(tdef.timeout), out)
 
 
-def _start_task(state: State, inst: WorkflowInstance, tdef: TaskDef, out: Out) -> None:
-    ti = TaskInstance(name=tdef.name, type=task_type(tdef))
-    inst.tasks[tdef.name] = ti
+def _start_task(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: TaskDef, out: Out) -> None:
     if isinstance(tdef, ShellTask):
         _dispatch(state, inst, ti, tdef, out)
     else:
@@ -304,12 +310,20 @@ def _submit(state: State, inst: WorkflowInstance, dv: DefinitionVersion, names: 
     if inst.state != WF_RUNNING:
         return
     tasks = inst.tasks
-    for name in names:
-        if name in tasks:
-            continue
-        tdef = dv.task(name)
-        if all(up in tasks and tasks[up].state in TASK_OK for up in tdef.upstream):
-            _start_task(state, inst, tdef, out)
+    ready = [
+        dv.task(name)
+        for name in names
+        if name not in tasks and all(up in tasks and tasks[up].state in TASK_OK for up in dv.task(name).upstream)
+    ]
+    # Register the whole batch before starting any of it: a task that ends at once (a
+    # DEPENDENT already satisfied or failed) must not let the workflow finish while its
+    # siblings are still to start, and a kill by failure strategy END must reach them.
+    for tdef in ready:
+        tasks[tdef.name] = TaskInstance(name=tdef.name, type=task_type(tdef))
+    for tdef in ready:
+        ti = tasks[tdef.name]
+        if ti.state == SUBMITTED and inst.state == WF_RUNNING:
+            _start_task(state, inst, ti, tdef, out)
 
 
 def _maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
@@ -381,6 +395,8 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
         raise _Rejected(f"unknown workflow {cmd.workflow!r}: define it first (easysched define FILE)")
     if not entry.online:
         raise _Rejected(f"workflow {cmd.workflow!r} is OFFLINE: release it before starting it")
+    if cmd.schedule_time is not None and not 0 <= cmd.schedule_time <= MAX_TIME:
+        raise _Rejected(f"schedule_time={cmd.schedule_time} is out of range (epoch milliseconds, years 1970 to 9999)")
     dv = entry.latest
     params = dict(dv.definition.params)
     params.update(cmd.params)
@@ -446,6 +462,9 @@ def _resume(state: State, cmd: c.ResumeWorkflow, offset: int, out: Out) -> None:
     inst.state = WF_RUNNING
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING, reason="resumed"))
     dv = _version(state, inst)
+    # Submit what became ready during the pause first, so that a resumed task ending at
+    # once does not find the workflow complete before those are registered.
+    _submit(state, inst, dv, dv.order, out)
     for ti in list(inst.tasks.values()):
         if ti.state == PAUSE:
             tdef = dv.task(ti.name)
@@ -455,7 +474,6 @@ def _resume(state: State, cmd: c.ResumeWorkflow, offset: int, out: Out) -> None:
                 ti.state = RUNNING
                 _task_changed(inst, ti, out, "resumed")
                 _check_dependent(state, inst, ti, tdef, out)
-    _submit(state, inst, dv, dv.order, out)
     _maybe_finish(state, inst, out)
 
 
@@ -605,9 +623,16 @@ def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: 
 
 
 def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:
+    if not 0 <= cmd.now <= MAX_TIME:
+        raise _Rejected(f"now={cmd.now} is out of range (epoch milliseconds, years 1970 to 9999)")
     if cmd.now > state.now:
         state.now = cmd.now
-    for (instance_id, task, kind), due in state.queue.pop_due(cmd.now):
+    # One entry at a time: an entry's action (a FAILED timeout or a failed check under
+    # failure strategy END) may kill tasks whose entries are due in this same tick, and
+    # the kill must cancel them (rule 6.1) instead of letting them fire.
+    queue, max_seq = state.queue, state.queue.seq
+    while (fired := queue.pop_next(cmd.now, max_seq)) is not None:
+        (instance_id, task, kind), due = fired
         inst = state.instances[instance_id]
         ti = inst.tasks[task]
         out.append(e.TimerFired(instance=instance_id, task=task, kind=kind, due=due))
@@ -650,4 +675,4 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.UpstreamFinished: _upstream_finished,
 }
 
-_TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[misc]
+_TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

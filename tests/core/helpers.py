@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core.codec import decode_snapshot, encode
+from easysched_es.core.codec import decode_command, decode_snapshot, encode
 from easysched_es.core.definitions import (
     DependentTask,
     Dependence,
@@ -84,6 +84,8 @@ class Master:
     def send(self, cmd: c.Command) -> list[e.Event]:
         if cmd.at == 0:
             cmd.at = self.now
+        # Through the codec, as from the log (a float field given an int comes back a float).
+        cmd = decode_command(encode(cmd))
         self.offset += 1
         _, events = step(self.state, cmd, self.offset)
         self.log.extend(events)
