@@ -95,8 +95,10 @@ def _simple(method: str) -> Handler:
         if args.json:
             _print_json({"instance": args.instance, "offset": verdict.offset, "accepted": True})
         else:
-            print(f"{method.replace('_', '-')} {args.instance}{' ' + args.task if extra else ''}: accepted "
-                  f"(offset {verdict.offset})")
+            print(
+                f"{method.replace('_', '-')} {args.instance}{' ' + args.task if extra else ''}: accepted "
+                f"(offset {verdict.offset})"
+            )
         return EXIT_OK
 
     return handler
@@ -147,15 +149,22 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for entry in entries:
         indent = "" if entry["kind"] == "command" else "    -> "
         data = entry["data"] or {}
-        detail = " ".join(f"{k}={v}" for k, v in data.items() if k not in ("instance", "at", "type", "env", "definition"))
+        detail = " ".join(
+            f"{k}={v}" for k, v in data.items() if k not in ("instance", "at", "type", "env", "definition")
+        )
         print(f"{entry['offset']:>10} {entry['time']} {indent}{entry['type']} {detail}")
     return EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     state = load_state(_data(args), until=args.until)
-    result = {"until": args.until, "last_offset": state.last_offset, "now": iso(state.now),
-              "instances": status_view(state), "timers": timers_view(state)}
+    result = {
+        "until": args.until,
+        "last_offset": state.last_offset,
+        "now": iso(state.now),
+        "instances": status_view(state),
+        "timers": timers_view(state),
+    }
     if args.json:
         _print_json(result)
         return EXIT_OK
@@ -170,8 +179,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     report = verify(_data(args))
-    result = {"ok": report.ok, "commands": report.commands, "verified": report.verified,
-              "undecided": report.undecided, "divergence": report.divergence}
+    result = {
+        "ok": report.ok,
+        "commands": report.commands,
+        "verified": report.verified,
+        "undecided": report.undecided,
+        "divergence": report.divergence,
+    }
     if args.json:
         _print_json(result)
     elif report.ok:
@@ -224,7 +238,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--data-dir", type=Path, default=argparse.SUPPRESS,
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
         help="data directory of the embedded log (env EASYSCHED_DATA_DIR, default ./.easysched)",
     )
     as_json = argparse.ArgumentParser(add_help=False)
@@ -321,4 +337,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_OK
-

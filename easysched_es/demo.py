@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from easysched_es.client import Client
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.debug.trace import trace
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.local_run import WaitTimeout, start_run, stop_run, wait_for
 
-T = TypeVar("T")
 CHECK_INTERVAL = 1.0
-
-
-class DemoFailure(Exception):
-    """A rule was broken (or the demo could not reach the state it waits for)."""
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0, every: float = 0.02) -> T:
-    """Poll `probe` until it returns a truthy value, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise DemoFailure(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -131,18 +111,38 @@ def demo_definitions() -> list[WorkflowDefinition]:
 
     raw = [
         {"name": "upstream", "tasks": [{"name": "publish", "type": "SHELL", "command": "echo published"}]},
-        {"name": "etl_daily", "tasks": [
-            {"name": "wait_upstream", "type": "DEPENDENT", "dependence": {
-                "relation": "AND", "check_interval": CHECK_INTERVAL,
-                "items": [{"workflow": "upstream", "task": "publish", "cycle": "DAY", "date_value": "today"}]}},
-            {"name": "load", "type": "SHELL", "command": "echo loading $DS_DATE", "upstream": ["wait_upstream"]},
-        ]},
-        {"name": "heartbeat_probe", "tasks": [{"name": "tick", "type": "DEPENDENT", "dependence": {
-            "check_interval": CHECK_INTERVAL / 2, "items": [{"workflow": "never_defined"}]}}]},
-        {"name": "sleeper", "tasks": [
-            {"name": "nap", "type": "SHELL", "command": "sleep 300"},
-            {"name": "after", "type": "SHELL", "command": "echo after", "upstream": ["nap"]},
-        ]},
+        {
+            "name": "etl_daily",
+            "tasks": [
+                {
+                    "name": "wait_upstream",
+                    "type": "DEPENDENT",
+                    "dependence": {
+                        "relation": "AND",
+                        "check_interval": CHECK_INTERVAL,
+                        "items": [{"workflow": "upstream", "task": "publish", "cycle": "DAY", "date_value": "today"}],
+                    },
+                },
+                {"name": "load", "type": "SHELL", "command": "echo loading $DS_DATE", "upstream": ["wait_upstream"]},
+            ],
+        },
+        {
+            "name": "heartbeat_probe",
+            "tasks": [
+                {
+                    "name": "tick",
+                    "type": "DEPENDENT",
+                    "dependence": {"check_interval": CHECK_INTERVAL / 2, "items": [{"workflow": "never_defined"}]},
+                }
+            ],
+        },
+        {
+            "name": "sleeper",
+            "tasks": [
+                {"name": "nap", "type": "SHELL", "command": "sleep 300"},
+                {"name": "after", "type": "SHELL", "command": "echo after", "upstream": ["nap"]},
+            ],
+        },
     ]
     return [msgspec.convert(r, WorkflowDefinition) for r in raw]
 
@@ -154,29 +154,22 @@ def run_demo(keep: bool = False) -> int:
     demo = Demo(data)
     demo.say(f"easysched demo: data directory {root}")
     log_path = root / "run.log"
-    with open(log_path, "wb") as log_file:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "easysched_es", "--data-dir", str(root), "run", "--kill-grace", "2"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
+    failures = demo.failures
+    run = None
     try:
-        wait_for("`easysched run` to be ready", lambda: (root / "run.json").exists() or run.poll() is not None)
-        if run.poll() is not None:
-            raise DemoFailure(f"`easysched run` exited with {run.returncode}: {log_path.read_text()[-2000:]}")
+        with open(log_path, "wb") as log_file:
+            run = start_run(root, log_file, "--kill-grace", "2")
         for definition in demo_definitions():
             demo.client.define(definition)
         demo.scenario_16895()
         demo.shell_kill()
-    except DemoFailure as exc:
-        demo.failures.append(str(exc))
+    except (WaitTimeout, RuntimeError) as exc:
+        failures.append(str(exc))
         demo.say(f"  BROKEN  {exc}")
     finally:
-        run.terminate()
-        try:
-            run.wait(10)
-        except subprocess.TimeoutExpired:
-            run.kill()
-        if not keep and not demo.failures:
+        if run is not None:
+            stop_run(run)
+        if not keep and not failures:
             shutil.rmtree(root, ignore_errors=True)
     if demo.failures:
         demo.say(f"\n{len(demo.failures)} rule(s) broken; data kept in {root}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,27 +17,23 @@ from easysched_es.client import Client
 from easysched_es.core.state import State
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.local_run import start_run, stop_run, wait_for
 
 T = TypeVar("T")
 
 
 def wait_until(what: str, probe: Callable[[], T], timeout: float = 15.0, every: float = 0.01) -> T:
     """Poll until `probe()` is truthy; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+    return wait_for(what, probe, timeout, every)
 
 
 def cli(data_dir: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run `easysched --data-dir DIR ARGS...` as a user would."""
     proc = subprocess.run(
         [sys.executable, "-m", "easysched_es", "--data-dir", str(data_dir), *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"easysched {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
@@ -81,15 +78,7 @@ class Run:
         self.client = Client(root)
         self.log_path = root / f"run-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        ready = root / "run.json"
-        ready.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "easysched_es", "--data-dir", str(root), "run", "--kill-grace", "2",
-             "--no-projections", *extra],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        wait_until("`easysched run` ready", lambda: ready.exists() or self.proc.poll() is not None)
-        assert self.proc.poll() is None, self.log()
+        self.proc = start_run(root, self._log, "--kill-grace", "2", "--no-projections", *extra)
 
     def log(self) -> str:
         """What the run process printed."""
@@ -111,13 +100,7 @@ class Run:
 
     def stop(self) -> None:
         """Stop it gracefully."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_run(self.proc)
         self._log.close()
 
 
@@ -131,7 +114,5 @@ def kill_leftovers(root: Path) -> None:
             except OSError:
                 continue
             if needle in environ:
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(int(entry), signal.SIGKILL)
-                except OSError:
-                    pass

@@ -21,14 +21,17 @@ def encode(value: object) -> bytes:
 
 def decode_command(payload: bytes) -> Command:
     """Decode one commands-log record (raises msgspec.DecodeError / ValidationError)."""
-    return _command_decoder.decode(payload)
+    command: Command = _command_decoder.decode(payload)
+    return command
 
 
 def decode_batch(payload: bytes) -> EventBatch:
     """Decode one events-log record."""
-    return _batch_decoder.decode(payload)
+    batch: EventBatch = _batch_decoder.decode(payload)
+    return batch
 
 
 def decode_snapshot(payload: bytes) -> Snapshot:
     """Decode one snapshot record."""
-    return _snapshot_decoder.decode(payload)
+    snapshot: Snapshot = _snapshot_decoder.decode(payload)
+    return snapshot

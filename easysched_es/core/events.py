@@ -154,7 +154,11 @@ class LateReportIgnored(_Event, tag="late_report_ignored"):
 
 
 class DispatchTask(_Event, tag="dispatch"):
-    """Run attempt `attempt` of a worker task."""
+    """Run attempt `attempt` of a worker task.
+
+    The process environment is `env` (the instance's parameters and system values), then
+    `task_env`, then EASYSCHED_TASK and EASYSCHED_ATTEMPT.
+    """
 
     instance: str
     task: str
@@ -162,6 +166,7 @@ class DispatchTask(_Event, tag="dispatch"):
     task_type: str
     command: str
     env: dict[str, str] = {}
+    task_env: dict[str, str] = {}
     worker_group: str = "default"
 
 

@@ -93,6 +93,7 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     schedule_time: int | None = None
     ended: int | None = None
     tasks: dict[str, TaskInstance] = {}
+    env: dict[str, str] = {}
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True):
@@ -125,7 +126,7 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     now: int
     workflows: dict[str, WorkflowEntry]
     instances: dict[str, WorkflowInstance]
-    upstream: dict[str, list[UpstreamRecord]]
+    upstream: dict[str, dict[str, UpstreamRecord]]
     workers: dict[str, int]
     timers: list[TimerEntry]
     timer_seq: int
@@ -147,7 +148,8 @@ class State:
         self.now = 0
         self.workflows: dict[str, WorkflowEntry] = {}
         self.instances: dict[str, WorkflowInstance] = {}
-        self.upstream: dict[str, list[UpstreamRecord]] = {}
+        # workflow -> instance id -> record, for DEPENDENT checks.
+        self.upstream: dict[str, dict[str, UpstreamRecord]] = {}
         self.workers: dict[str, int] = {}
         self.queue = DelayQueue()
 

@@ -162,13 +162,14 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _task_env(inst: WorkflowInstance, tdef: ShellTask, attempt: int) -> dict[str, str]:
+def _instance_env(inst: WorkflowInstance) -> dict[str, str]:
+    """The environment every task of an instance gets: its parameters and system values.
+
+    Computed once per instance; dispatches share it, so a dispatch allocates no new dict.
+    """
     env = dict(inst.params)
-    env.update(tdef.env)
     env["EASYSCHED_WORKFLOW"] = inst.workflow
     env["EASYSCHED_INSTANCE"] = inst.id
-    env["EASYSCHED_TASK"] = tdef.name
-    env["EASYSCHED_ATTEMPT"] = str(attempt)
     base = datetime.fromtimestamp(inst.base_time / 1000, tz=UTC)
     env["DS_DATE"] = base.strftime("%Y-%m-%d")
     env["DS_TIME"] = base.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -185,7 +186,8 @@ def _dispatch_effect(state: State, inst: WorkflowInstance, ti: TaskInstance, tde
         attempt=ti.attempt,
         task_type=ti.type,
         command=tdef.command,
-        env=_task_env(inst, tdef, ti.attempt),
+        env=inst.env,
+        task_env=tdef.env,
         worker_group=_version(state, inst).definition.worker_group,
     )
 
@@ -205,7 +207,8 @@ def pending_effects(state: State) -> list[e.Event]:
             if ti.type != "SHELL":
                 continue
             if ti.kill_pending:
-                out.append(e.KillTaskProcess(instance=inst.id, task=ti.name, attempt=ti.attempt, reason="kill not yet confirmed"))
+                why = "kill not yet confirmed"
+                out.append(e.KillTaskProcess(instance=inst.id, task=ti.name, attempt=ti.attempt, reason=why))
             elif ti.state in (DISPATCH, RUNNING):
                 tdef = _version(state, inst).task(ti.name)
                 assert isinstance(tdef, ShellTask)
@@ -239,11 +242,11 @@ def _start_task(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: Ta
 
 
 def _item_result(state: State, item: DependItem, base: int) -> str:
-    records = state.upstream.get(item.workflow, ())
+    records = state.upstream.get(item.workflow, {})
     verdicts = []
     for start, end in dependent.windows(item.date_value, base):
         latest: UpstreamRecord | None = None
-        for r in records:
+        for r in records.values():
             if start <= r.base_time < end and (latest is None or r.base_time >= latest.base_time):
                 latest = r
         if latest is None or latest.state not in WF_FINAL:
@@ -262,7 +265,10 @@ def _check_dependent(
     dep = tdef.dependence
     results = [_item_result(state, item, inst.base_time) for item in dep.items]
     verdict = dependent.combine(dep.relation, results)
-    detail = ", ".join(f"{i.workflow}{'.' + i.task if i.task else ''}/{i.date_value}={r}" for i, r in zip(dep.items, results, strict=True))
+    detail = ", ".join(
+        f"{i.workflow}{'.' + i.task if i.task else ''}/{i.date_value}={r}"
+        for i, r in zip(dep.items, results, strict=True)
+    )
     out.append(e.DependentChecked(instance=inst.id, task=ti.name, result=verdict, detail=detail))
     if verdict == dependent.SUCCESS:
         _finish_task(state, inst, ti, SUCCESS, out, "dependencies satisfied")
@@ -331,7 +337,7 @@ def _maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
     if wf in WF_FINAL or wf == WF_PAUSE:
         return
     tasks = inst.tasks.values()
-    if any(t.kill_pending or t.state in (DISPATCH, RUNNING) and t.type == "SHELL" for t in tasks):
+    if any(t.kill_pending or (t.state in (DISPATCH, RUNNING) and t.type == "SHELL") for t in tasks):
         return
     if wf == WF_RUNNING and any(t.state not in TASK_FINAL for t in tasks):
         return
@@ -351,11 +357,9 @@ def _maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
     inst.state = final
     inst.ended = state.now
     task_states = {t.name: t.state for t in tasks}
-    for r in state.upstream.get(inst.workflow, ()):
-        if r.instance == inst.id:
-            r.state = final
-            r.task_states = task_states
-            break
+    record = state.upstream[inst.workflow][inst.id]
+    record.state = final
+    record.task_states = task_states
     out.append(
         e.WorkflowFinished(
             instance=inst.id, workflow=inst.workflow, state=final, base_time=inst.base_time, task_states=task_states
@@ -412,8 +416,9 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
         schedule_time=cmd.schedule_time,
         tasks={},
     )
+    inst.env = _instance_env(inst)
     state.instances[inst.id] = inst
-    state.upstream.setdefault(inst.workflow, []).append(UpstreamRecord(inst.id, base, WF_RUNNING, {}))
+    state.upstream.setdefault(inst.workflow, {})[inst.id] = UpstreamRecord(inst.id, base, WF_RUNNING, {})
     out.append(
         e.WorkflowStarted(
             instance=inst.id,
@@ -485,7 +490,9 @@ def _kill_task(state: State, cmd: c.KillTask, offset: int, out: Out) -> None:
         why = "has not been submitted yet" if known else "does not exist in this workflow"
         raise _Rejected(f"task {cmd.task!r} of instance {inst.id} {why}; nothing to kill", inst.id, cmd.task)
     if ti.state in TASK_FINAL:
-        raise _Rejected(f"task {cmd.task!r} of instance {inst.id} is already {ti.state}; nothing to kill", inst.id, cmd.task)
+        raise _Rejected(
+            f"task {cmd.task!r} of instance {inst.id} is already {ti.state}; nothing to kill", inst.id, cmd.task
+        )
     _kill(state, inst, ti, "killed by user", out)
     _maybe_finish(state, inst, out)
 
@@ -614,12 +621,8 @@ def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
 
 
 def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: Out) -> None:
-    records = state.upstream.setdefault(cmd.workflow, [])
-    for r in records:
-        if r.instance == cmd.instance:
-            r.state, r.task_states = cmd.state, cmd.task_states
-            return
-    records.append(UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states))
+    records = state.upstream.setdefault(cmd.workflow, {})
+    records[cmd.instance] = UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states)
 
 
 def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:

@@ -48,12 +48,19 @@ def trace(data: DataDir, instance: str, task: str | None = None) -> list[dict[st
             return
         at = iso(command.at if command is not None else state.now)
         entries.append(
-            {"offset": record.offset, "time": at, "kind": "command", "type": tag,
-             "data": msgspec.to_builtins(command) if command is not None else None}
+            {
+                "offset": record.offset,
+                "time": at,
+                "kind": "command",
+                "type": tag,
+                "data": msgspec.to_builtins(command) if command is not None else None,
+            }
         )
         for ev in mine:
             data = msgspec.to_builtins(ev)
-            entries.append({"offset": record.offset, "time": at, "kind": "event", "type": data.pop("type"), "data": data})
+            entries.append(
+                {"offset": record.offset, "time": at, "kind": "event", "type": data.pop("type"), "data": data}
+            )
 
     with data.commands() as commands:
         fold_stream(commands, state, sink=sink)

@@ -24,8 +24,14 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
         "started": iso(inst.started),
         "ended": iso(inst.ended),
         "tasks": [
-            {"name": t.name, "type": t.type, "state": t.state, "attempt": t.attempt, "pid": t.pid,
-             "kill_pending": t.kill_pending}
+            {
+                "name": t.name,
+                "type": t.type,
+                "state": t.state,
+                "attempt": t.attempt,
+                "pid": t.pid,
+                "kill_pending": t.kill_pending,
+            }
             for t in inst.tasks.values()
         ],
     }

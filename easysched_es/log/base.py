@@ -9,8 +9,9 @@ gaps for transaction markers. A reader resumes from `Record.next`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 
 class LogError(Exception):
@@ -21,8 +22,7 @@ class LogLockedError(LogError):
     """Another process holds a lock that must be exclusive (for example the master lock)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True):
     """One record read back from a stream partition.
 
     `corrupt` is None for a good record; otherwise it says why the record cannot be trusted

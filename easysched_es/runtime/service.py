@@ -19,8 +19,9 @@ from easysched_es.runtime.worker import Worker
 log = logging.getLogger(__name__)
 
 
-def run_embedded(data: DataDir, *, kill_grace: float = 5.0, projections: bool = True,
-                 stop: threading.Event | None = None) -> int:
+def run_embedded(
+    data: DataDir, *, kill_grace: float = 5.0, projections: bool = True, stop: threading.Event | None = None
+) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code."""
     stop = stop or threading.Event()
     with DirectoryLock(data.master_lock, "the master lock of this data directory"):

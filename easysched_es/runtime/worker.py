@@ -156,6 +156,9 @@ class Worker:
         try:
             env = dict(self._base_env)
             env.update(eff.env)
+            env.update(eff.task_env)
+            env["EASYSCHED_TASK"] = eff.task
+            env["EASYSCHED_ATTEMPT"] = str(eff.attempt)
             env["EASYSCHED_SCRIPT"] = eff.command
             env["EASYSCHED_RC"] = f"{claim}.rc"
             env["EASYSCHED_ATTEMPT_KEY"] = self._marker(key)
@@ -177,8 +180,13 @@ class Worker:
             os.close(fd)
             self.report(
                 c.TaskFinished(
-                    at=now_ms(), instance=eff.instance, task=eff.task, attempt=eff.attempt, exit_code=127,
-                    worker=self.name, detail=f"could not start the process: {exc}",
+                    at=now_ms(),
+                    instance=eff.instance,
+                    task=eff.task,
+                    attempt=eff.attempt,
+                    exit_code=127,
+                    worker=self.name,
+                    detail=f"could not start the process: {exc}",
                 )
             )
             return
@@ -186,8 +194,13 @@ class Worker:
         self._watch(key, pid, claim, child=True, killed=False)
         self.report(
             c.TaskStarted(
-                at=now_ms(), instance=eff.instance, task=eff.task, attempt=eff.attempt, pid=pid,
-                worker=self.name, log_path=str(log_path),
+                at=now_ms(),
+                instance=eff.instance,
+                task=eff.task,
+                attempt=eff.attempt,
+                pid=pid,
+                worker=self.name,
+                log_path=str(log_path),
             )
         )
 
@@ -248,7 +261,11 @@ class Worker:
         else:
             self.report(
                 c.TaskLost(
-                    at=now_ms(), instance=key[0], task=key[1], attempt=key[2], worker=self.name,
+                    at=now_ms(),
+                    instance=key[0],
+                    task=key[1],
+                    attempt=key[2],
+                    worker=self.name,
                     reason="process gone without an exit code while the worker was down",
                 )
             )
@@ -275,8 +292,14 @@ class Worker:
     def _finished(self, key: Key, exit_code: int, *, killed: bool, detail: str = "") -> None:
         self.report(
             c.TaskFinished(
-                at=now_ms(), instance=key[0], task=key[1], attempt=key[2], exit_code=exit_code,
-                killed=killed, worker=self.name, detail=detail,
+                at=now_ms(),
+                instance=key[0],
+                task=key[1],
+                attempt=key[2],
+                exit_code=exit_code,
+                killed=killed,
+                worker=self.name,
+                detail=detail,
             )
         )
 
@@ -347,7 +370,11 @@ class Worker:
         if code is None:
             self.report(
                 c.TaskLost(
-                    at=now_ms(), instance=proc.key[0], task=proc.key[1], attempt=proc.key[2], worker=self.name,
+                    at=now_ms(),
+                    instance=proc.key[0],
+                    task=proc.key[1],
+                    attempt=proc.key[2],
+                    worker=self.name,
                     reason="adopted process ended without an exit code",
                 )
             )

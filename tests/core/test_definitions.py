@@ -50,6 +50,13 @@ from tests.core.helpers import dep, item, shell, wf
             wf("w", dep("d", item("up", cycle="MONTH", date_value="bogus"))),
             "date_value 'bogus' is not valid for cycle MONTH",
         ),
+        (wf("w", shell("a", timeout=float("nan"))), "task 'a': timeout must be a finite number of seconds"),
+        (wf("w", shell("a", timeout=1e300)), "task 'a': timeout must be a finite number of seconds up to 315360000"),
+        (wf("w", shell("a", retry_interval=float("inf"))), "task 'a': retry_interval must be a finite number"),
+        (wf("w", shell("a", retry_interval=float("nan"), retry_times=1)), "retry_interval must be a finite number"),
+        (wf("w", dep("d", item("up"), check_interval=float("inf"))), "task 'd': check_interval must be a finite"),
+        (wf("w", dep("d", item("up"), check_interval=float("nan"))), "task 'd': check_interval must be a finite"),
+        (wf("w", dep("d", item("up"), failure_waiting_time=float("nan"))), "failure_waiting_time must be a finite"),
     ],
 )
 def test_validation_names_the_problem(definition: WorkflowDefinition, message: str) -> None:

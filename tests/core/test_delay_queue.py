@@ -56,6 +56,22 @@ def test_firing_order(ops: list[tuple[str, tuple[str, str, str], int]], now: int
     assert len(q) == len(left)
 
 
+def test_pop_next_fires_one_at_a_time_and_leaves_entries_set_meanwhile() -> None:
+    q = DelayQueue()
+    q.set(A, 5)
+    q.set(B, 5)
+    q.set(C, 3)
+    limit = q.seq
+    assert q.pop_next(5, limit) == (C, 3)
+    q.set(C, 5)  # set while firing, due now: not in this tick
+    assert q.cancel(B)  # the action of an earlier entry cancels a later one: it does not fire
+    assert q.pop_next(5, limit) == (A, 5)
+    assert q.pop_next(5, limit) is None
+    assert [(e.instance, e.task, e.kind) for e in q.entries()] == [C]
+    assert q.pop_next(5, q.seq) == (C, 5)
+    assert q.pop_next(10**9, q.seq) is None
+
+
 def test_pending_for_is_exact() -> None:
     q = DelayQueue()
     q.set(("i1", "a", TIMEOUT), 10)
@@ -124,6 +140,7 @@ op_strategy = st.one_of(
     st.tuples(st.just("cancel"), st.sampled_from(KEYS), st.just(0)),
     st.tuples(st.just("pop"), st.just(KEYS[0]), st.integers(0, 40)),
     st.tuples(st.just("restore"), st.just(KEYS[0]), st.just(0)),
+    st.tuples(st.just("pop_next"), st.sampled_from(KEYS), st.integers(0, 40)),
 )
 
 
@@ -144,6 +161,13 @@ class Model:
     def ordered(self) -> list[tuple[tuple[int, int], tuple[str, str, str]]]:
         return sorted((v, k) for k, v in self.live.items())
 
+    def pop_next(self, now: int, limit: int) -> tuple[tuple[str, str, str], int] | None:
+        for (due, seq), k in self.ordered():
+            if due <= now and seq <= limit:
+                del self.live[k]
+                return k, due
+        return None
+
     def pop_due(self, now: int) -> list[tuple[tuple[str, str, str], int]]:
         fired = [(k, v[0]) for v, k in self.ordered() if v[0] <= now]
         for k, _ in fired:
@@ -163,6 +187,14 @@ def test_queue_agrees_with_model(ops: list[tuple[str, tuple[str, str, str], int]
             assert q.cancel(key) == m.cancel(key)
         elif op == "pop":
             assert q.pop_due(arg) == m.pop_due(arg)
+        elif op == "pop_next":
+            # Fire one at a time with a counter limit taken before: what pop_due would give.
+            limit = q.seq
+            while (fired := q.pop_next(arg, limit)) is not None:
+                assert fired == m.pop_next(arg, limit)
+                q.set(key, arg)  # set (or moved) while firing: waits for the next tick
+                m.set(key, arg)
+            assert m.pop_next(arg, limit) is None
         else:
             q = DelayQueue.restore(q.entries(), q.seq)
         ordered = m.ordered()

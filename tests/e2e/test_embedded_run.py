@@ -26,8 +26,11 @@ def shell(name: str, command: str, **extra: object) -> dict[str, object]:
 
 
 def waiting_dependent(name: str, interval: float = 0.5) -> dict[str, object]:
-    return {"name": name, "type": "DEPENDENT",
-            "dependence": {"check_interval": interval, "items": [{"workflow": "never_ran"}]}}
+    return {
+        "name": name,
+        "type": "DEPENDENT",
+        "dependence": {"check_interval": interval, "items": [{"workflow": "never_ran"}]},
+    }
 
 
 @pytest.fixture
@@ -39,7 +42,9 @@ def run(tmp_path: Path) -> Iterator[Run]:
 
 
 def test_kill_task_terminates_the_whole_process_group(run: Run) -> None:
-    run.client.define(flow("sleepers", shell("nap", "sleep 300 & sleep 301; wait"), shell("after", "true", upstream=["nap"])))
+    run.client.define(
+        flow("sleepers", shell("nap", "sleep 300 & sleep 301; wait"), shell("after", "true", upstream=["nap"]))
+    )
     instance = run.client.start("sleepers")
     pid = wait_until("nap running", lambda: getattr(run.task(instance, "nap"), "pid", None))
     members = wait_until("both sleeps in the group", lambda: len(group_members(pid)) >= 3 and group_members(pid))
@@ -78,7 +83,10 @@ def test_16895_through_the_cli(run: Run, tmp_path: Path) -> None:
         "  - name: load\n    type: SHELL\n    command: echo loading\n    upstream: [wait_upstream]\n"
     )
     probe = tmp_path / "probe.yaml"
-    probe.write_text("name: probe\ntasks:\n  - {name: tick, type: DEPENDENT, dependence: {check_interval: 0.1, items: [{workflow: nope}]}}\n")
+    probe.write_text(
+        "name: probe\ntasks:\n"
+        "  - {name: tick, type: DEPENDENT, dependence: {check_interval: 0.1, items: [{workflow: nope}]}}\n"
+    )
     assert cli(tmp_path, "define", str(flows), str(probe)).returncode == 0
     instance = cli_json(tmp_path, "start", "etl_daily")["instance"]
     wait_until("a re-check", lambda: sum(e["type"] == "timer_fired" for e in trace(run.data, instance)) >= 2)
@@ -88,8 +96,16 @@ def test_16895_through_the_cli(run: Run, tmp_path: Path) -> None:
     assert cli(tmp_path, "stop", instance).returncode == 0
     status = cli_json(tmp_path, "status", instance)
     assert status["state"] == "STOP"
-    assert status["tasks"] == [{"name": "wait_upstream", "type": "DEPENDENT", "state": "KILL", "attempt": 0,
-                                "pid": None, "kill_pending": False}]
+    assert status["tasks"] == [
+        {
+            "name": "wait_upstream",
+            "type": "DEPENDENT",
+            "state": "KILL",
+            "attempt": 0,
+            "pid": None,
+            "kill_pending": False,
+        }
+    ]
     stop_offset = max(e["offset"] for e in cli_json(tmp_path, "trace", instance))
     probe_id = cli_json(tmp_path, "start", "probe")["instance"]
     # The clock keeps ticking (the probe's timer fires many times); the stopped task's never does.
@@ -122,8 +138,13 @@ def test_retry_then_success(run: Run, tmp_path: Path) -> None:
 
 def test_pause_lets_running_finish_then_resume(run: Run, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    run.client.define(flow("pr", shell("first", f"while [ ! -e {gate} ]; do sleep 0.02; done"),
-                           shell("second", "true", upstream=["first"])))
+    run.client.define(
+        flow(
+            "pr",
+            shell("first", f"while [ ! -e {gate} ]; do sleep 0.02; done"),
+            shell("second", "true", upstream=["first"]),
+        )
+    )
     instance = run.client.start("pr")
     wait_until("first running", lambda: getattr(run.task(instance, "first"), "pid", None))
     run.client.pause(instance)
@@ -147,7 +168,9 @@ def test_kill9_then_restart_adopts_a_running_task_and_runs_it_once(tmp_path: Pat
     gate = tmp_path / "gate"
     first = Run(tmp_path)
     try:
-        first.client.define(flow("long", shell("job", f"echo s >> {starts}; while [ ! -e {gate} ]; do sleep 0.02; done")))
+        first.client.define(
+            flow("long", shell("job", f"echo s >> {starts}; while [ ! -e {gate} ]; do sleep 0.02; done"))
+        )
         instance = first.client.start("long")
         pid = wait_until("job running", lambda: getattr(first.task(instance, "job"), "pid", None))
         first.kill9()
@@ -231,8 +254,10 @@ def test_bad_input_gets_clear_messages_and_the_master_goes_on(run: Run, tmp_path
     proc = cli(tmp_path, "define", str(bad_yaml))
     assert proc.returncode == 1 and "bad.yaml" in proc.stderr and "YAML" in proc.stderr
     cyclic = tmp_path / "cyclic.yaml"
-    cyclic.write_text("name: c\ntasks:\n  - {name: a, type: SHELL, command: x, upstream: [b]}\n"
-                      "  - {name: b, type: SHELL, command: x, upstream: [a]}\n")
+    cyclic.write_text(
+        "name: c\ntasks:\n  - {name: a, type: SHELL, command: x, upstream: [b]}\n"
+        "  - {name: b, type: SHELL, command: x, upstream: [a]}\n"
+    )
     proc = cli(tmp_path, "define", str(cyclic))
     assert proc.returncode == 1 and "cycle" in proc.stderr and "a -> b" in proc.stderr.replace("b -> a", "a -> b")
     unknown_type = tmp_path / "type.yaml"

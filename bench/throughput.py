@@ -1,0 +1,103 @@
+"""End-to-end throughput through a real `easysched run` on the embedded log.
+
+    python bench/throughput.py [--fanout 200] [--chain 50] [--no-projections]
+
+Prints (a) fan-out: a workflow of N independent SHELL tasks running `true`, tasks/s from
+the start command to the instance's end; (b) a chain of M tasks: the median time per chain
+step (one task's end to the next task's end: report, fold, dispatch, spawn, run); and,
+measured in the same run, the bare rate of spawning `sh -c true` from Python.
+Targets: fan-out >= 300 tasks/s, chain step <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from easysched_es.client import Client
+from easysched_es.core.definitions import WorkflowDefinition
+from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.local_run import start_run, stop_run, wait_for
+
+
+def bare_spawn_rate(n: int) -> tuple[float, float]:
+    """`sh -c true` spawned and waited for n times: via subprocess.run, and via posix_spawn + waitpid."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["sh", "-c", "true"], check=True)
+    popen = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", "true"], os.environ)
+        os.waitpid(pid, 0)
+    return popen, n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fanout", type=int, default=200)
+    parser.add_argument("--chain", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-projections", action="store_true", help="run without the DuckDB projector")
+    args = parser.parse_args()
+
+    fan = msgspec.convert(
+        {"name": "fan", "tasks": [{"name": f"t{i}", "type": "SHELL", "command": "true"} for i in range(args.fanout)]},
+        WorkflowDefinition,
+    )
+    chain_tasks = [{"name": "c0", "type": "SHELL", "command": "true"}]
+    chain_tasks += [
+        {"name": f"c{i}", "type": "SHELL", "command": "true", "upstream": [f"c{i - 1}"]} for i in range(1, args.chain)
+    ]
+    chain = msgspec.convert({"name": "chain", "tasks": chain_tasks}, WorkflowDefinition)
+
+    root = Path(tempfile.mkdtemp(prefix="easysched-bench-throughput-"))
+    extra = ["--no-projections"] if args.no_projections else []
+    try:
+        with open(root / "run.log", "wb") as log:
+            run = start_run(root, log, *extra)
+        try:
+            data = DataDir(root)
+            client = Client(root)
+            client.define(fan)
+            client.define(chain)
+            rates, steps, chain_totals = [], [], []
+            for _ in range(args.rounds):
+                instance = client.start("fan")
+                inst = wait_for("fan-out done", lambda i=instance: _finished(data, i), timeout=120, every=0.05)
+                rates.append(args.fanout / ((inst.ended - inst.started) / 1000))
+                instance = client.start("chain")
+                inst = wait_for("chain done", lambda i=instance: _finished(data, i), timeout=120, every=0.05)
+                ends = [inst.started] + [inst.tasks[f"c{i}"].ended for i in range(args.chain)]
+                steps += [b - a for a, b in zip(ends, ends[1:], strict=False)]
+                chain_totals.append(inst.ended - inst.started)
+        finally:
+            stop_run(run)
+        popen_rate, spawn_rate = bare_spawn_rate(500)
+        print(f"fan-out ({args.fanout} x `true`): {statistics.median(rates):8.0f} tasks/s (median of {args.rounds};"
+              f" all: {', '.join(f'{r:.0f}' for r in rates)})")
+        print(f"chain ({args.chain} steps): median {statistics.median(steps):.1f} ms per step, p90"
+              f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median {statistics.median(chain_totals)} ms")
+        print(f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run, {spawn_rate:8.0f}/s posix_spawn")
+        print(f"ratio fan-out / bare posix_spawn: {statistics.median(rates) / spawn_rate:.2f}"
+              "  (targets: >= 300 tasks/s; <= 10 ms per chain step)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _finished(data: DataDir, instance: str) -> object:
+    inst = load_state(data).instances[instance]
+    return inst if inst.ended is not None else None
+
+
+if __name__ == "__main__":
+    main()

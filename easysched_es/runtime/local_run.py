@@ -1,0 +1,54 @@
+"""Starting `easysched run` as a child process and waiting on conditions: for the demo, benches and tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    """A condition did not hold before its deadline."""
+
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float = 15.0, every: float = 0.01) -> T:
+    """Poll `probe` until it returns a truthy value; raise WaitTimeout naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def start_run(root: Path, log: IO[bytes], *extra: str) -> subprocess.Popen[bytes]:
+    """Start `easysched run` on `root` and return once it is ready (its run.json exists)."""
+    ready = root / "run.json"
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "easysched_es", "--data-dir", str(root), "run", *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for("`easysched run` to be ready", lambda: ready.exists() or proc.poll() is not None, timeout=30)
+    if proc.poll() is not None:
+        raise RuntimeError(f"`easysched run` exited with {proc.returncode} before it was ready")
+    return proc
+
+
+def stop_run(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -1,0 +1,344 @@
+"""DESIGN.md section 6, checked after every step of random command sequences.
+
+A hypothesis state machine drives the fold through the log path (`step_record` on msgpack
+records) with a few small workflows (DEPENDENT AND/OR with both failure policies, SHELL
+with retries and timeouts, failure strategies CONTINUE and END), user commands at random
+moments, worker reports for the attempts actually dispatched (in random order, with stale
+and duplicate ones), upstream results from another partition, malformed records and clock
+ticks. After every step it checks the rules against the state and the events; at the end
+of every run it replays the log from scratch and from snapshots and compares bytes.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from easysched_es.core import commands as c
+from easysched_es.core import events as e
+from easysched_es.core.codec import decode_snapshot, encode
+from easysched_es.core.delay_queue import DEPENDENT_CHECK, RETRY, TIMEOUT
+from easysched_es.core.state import (
+    DELAY,
+    DISPATCH,
+    KILL,
+    PAUSE,
+    RUNNING,
+    TASK_FINAL,
+    WF_FINAL,
+    WF_PAUSE,
+    WF_READY_PAUSE,
+    WF_READY_STOP,
+    WF_RUNNING,
+    WF_STOP,
+    WF_SUCCESS,
+    State,
+    active,
+)
+from easysched_es.core.step import step_record
+from tests.core.helpers import T0, dep, item, shell, wf
+
+DEFINITIONS = [
+    wf("up", shell("publish", retry_times=1)),
+    wf(
+        "chain",
+        shell("a", retry_times=1, retry_interval=5.0, timeout=20.0),
+        shell("b", upstream=["a"], timeout=8.0, timeout_strategy="FAILED"),
+        shell("c", upstream=["a"], retry_times=2),
+    ),
+    wf(
+        "deps",
+        dep("wait_and", item("up"), item("up", "publish"), check_interval=5.0),
+        dep(
+            "wait_or", item("up"), item("ghost"), relation="OR", check_interval=7.0,
+            failure_policy="WAIT", failure_waiting_time=12.0,
+        ),
+        shell("load", upstream=["wait_and"], retry_times=1, retry_interval=3.0),
+        shell("after", upstream=["wait_or", "load"]),
+    ),
+    wf(
+        "ending",
+        shell("x", retry_times=1, timeout=10.0, timeout_strategy="WARNFAILED"),
+        shell("y", retry_times=2, retry_interval=3.0, timeout=12.0),
+        dep("z", item("up"), check_interval=5.0),
+        shell("w", upstream=["x", "z"]),
+        failure_strategy="END",
+    ),
+    wf("never", dep("wait_ghost", item("ghost", "t"), check_interval=10.0), shell("then", upstream=["wait_ghost"])),
+    wf(
+        "instant",
+        dep("ready", item("up"), check_interval=5.0),
+        shell("s", timeout=5.0, timeout_strategy="FAILED"),
+        shell("t", upstream=["ready", "s"]),
+        failure_strategy="END",
+    ),
+]
+TASKS = {d.name: [t.name for t in d.tasks] for d in DEFINITIONS}
+DEF_TASK_TYPES = {(d.name, t.name): type(t).__name__ for d in DEFINITIONS for t in d.tasks}
+TICKS = [0, 1000, 2500, 5000, 7000, 10_000, 30_000]
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = State()
+        self.now = T0
+        self.records: list[bytes] = []
+        self.batches: list[bytes] = []
+        self.snaps: list[bytes] = []
+        self.snapshot_points: list[int] = []
+        self.instances: list[str] = []
+        self.workflow_of: dict[str, str] = {}
+        self.dispatched: list[tuple[str, str, int]] = []
+        self.kill_sent: set[tuple[str, str, int]] = set()
+        # What the events say, folded independently of the core.
+        self.timers: dict[tuple[str, str, str], int] = {}
+        self.killed: set[tuple[str, str]] = set()
+        self.wf_states: dict[str, str] = {}
+        self.task_states: dict[tuple[str, str], tuple[str, int]] = {}
+        self.finished: set[str] = set()
+
+    # ---- driving ---------------------------------------------------------------------------
+
+    def apply(self, payload: bytes) -> list[e.Event]:
+        offset = len(self.records)
+        _, events, _tag = step_record(self.state, payload, offset)
+        self.records.append(payload)
+        self.batches.append(encode(events))
+        self.snaps.append(encode(self.state.snapshot()))
+        self.check_events(events)
+        return events
+
+    def send(self, cmd: c.Command) -> list[e.Event]:
+        cmd.at = self.now
+        return self.apply(encode(cmd))
+
+    @initialize()
+    def define(self) -> None:
+        for d in DEFINITIONS:
+            self.send(c.DefineWorkflow(definition=d))
+
+    @rule(workflow=st.sampled_from(sorted(TASKS)), yesterday=st.booleans())
+    def start(self, workflow: str, yesterday: bool) -> None:
+        schedule = self.now - 86_400_000 if yesterday else None
+        events = self.send(c.StartWorkflow(workflow=workflow, schedule_time=schedule))
+        for ev in events:
+            if isinstance(ev, e.WorkflowStarted):
+                self.instances.append(ev.instance)
+                self.workflow_of[ev.instance] = workflow
+
+    @precondition(lambda self: self.instances)
+    @rule(data=st.data(), action=st.sampled_from(["stop", "pause", "resume"]))
+    def control(self, data: st.DataObject, action: str) -> None:
+        inst = data.draw(st.sampled_from(self.instances))
+        cls = {"stop": c.StopWorkflow, "pause": c.PauseWorkflow, "resume": c.ResumeWorkflow}[action]
+        self.send(cls(instance=inst))
+
+    @precondition(lambda self: self.instances)
+    @rule(data=st.data())
+    def kill_task(self, data: st.DataObject) -> None:
+        inst = data.draw(st.sampled_from(self.instances))
+        task = data.draw(st.sampled_from(TASKS[self.workflow_of[inst]]))
+        self.send(c.KillTask(instance=inst, task=task))
+
+    @rule(delta=st.sampled_from(TICKS))
+    def tick(self, delta: int) -> None:
+        self.now += delta
+        self.send(c.CheckDue(now=self.now))
+
+    @precondition(lambda self: self.dispatched)
+    @rule(data=st.data(), kind=st.sampled_from(["started", "finished", "finished", "lost", "adopted"]))
+    def any_report(self, data: st.DataObject, kind: str) -> None:
+        """A worker report for any attempt ever dispatched: current, stale or duplicate."""
+        inst, task, attempt = data.draw(st.sampled_from(self.dispatched))
+        pid = data.draw(st.integers(100, 105))
+        if kind == "started":
+            self.send(c.TaskStarted(instance=inst, task=task, attempt=attempt, pid=pid, worker="w1"))
+        elif kind == "adopted":
+            self.send(c.TaskAdopted(instance=inst, task=task, attempt=attempt, pid=pid, worker="w2"))
+        elif kind == "lost":
+            self.send(c.TaskLost(instance=inst, task=task, attempt=attempt, reason="gone after restart"))
+        else:
+            killed = (inst, task, attempt) in self.kill_sent and data.draw(st.booleans())
+            code = -15 if killed else data.draw(st.sampled_from([0, 0, 1, -9]))
+            self.send(c.TaskFinished(instance=inst, task=task, attempt=attempt, exit_code=code, killed=killed))
+
+    def _current_attempts(self) -> list[tuple[str, str, int]]:
+        return [
+            (i, t.name, t.attempt)
+            for i, inst in self.state.instances.items()
+            for t in inst.tasks.values()
+            if t.type == "SHELL" and (t.state in (DISPATCH, RUNNING) or t.kill_pending)
+        ]
+
+    @precondition(lambda self: self._current_attempts())
+    @rule(data=st.data(), exit_code=st.sampled_from([0, 0, 0, 1]))
+    def worker_finishes(self, data: st.DataObject, exit_code: int) -> None:
+        """The realistic report: the current attempt of a running (or killed) task ends."""
+        inst, task, attempt = data.draw(st.sampled_from(self._current_attempts()))
+        killed = (inst, task, attempt) in self.kill_sent
+        self.send(
+            c.TaskFinished(instance=inst, task=task, attempt=attempt, exit_code=-15 if killed else exit_code, killed=killed)
+        )
+
+    @rule(
+        workflow=st.sampled_from(["up", "ghost"]),
+        state=st.sampled_from(["SUCCESS", "SUCCESS", "FAILURE", "RUNNING_EXECUTION"]),
+        n=st.integers(0, 3),
+        age=st.sampled_from([0, 3_600_000, 86_400_000]),
+    )
+    def upstream_finished(self, workflow: str, state: str, n: int, age: int) -> None:
+        self.send(
+            c.UpstreamFinished(
+                workflow=workflow, instance=f"7-{n}", state=state, base_time=self.now - age,
+                task_states={"publish": state, "t": state},
+            )
+        )
+
+    @rule(workflow=st.sampled_from(sorted(TASKS)), online=st.booleans())
+    def release(self, workflow: str, online: bool) -> None:
+        self.send(c.SetReleaseState(workflow=workflow, online=online))
+
+    @rule(payload=st.sampled_from([b"\xc1", b"\x81\xa4type\xa5bogus", encode({"type": "kill_task", "instance": 3})]))
+    def malformed(self, payload: bytes) -> None:
+        events = self.apply(payload)
+        assert [type(ev) for ev in events] == [e.CommandRejected]
+
+    @rule()
+    def heartbeat(self) -> None:
+        assert self.send(c.Heartbeat(worker="w1")) == []
+
+    @rule()
+    def snapshot_here(self) -> None:
+        self.snapshot_points.append(len(self.records) - 1)
+
+    # ---- the rules, after every step -------------------------------------------------------
+
+    def check_events(self, events: list[e.Event]) -> None:
+        """Fold the events independently and check the rules that concern *when* things happen."""
+        for ev in events:
+            if isinstance(ev, e.TimerSet):
+                key = (ev.instance, ev.task, ev.kind)
+                assert (ev.instance, ev.task) not in self.killed, f"timer set for killed task: {ev}"
+                assert self.wf_states[ev.instance] in (WF_RUNNING, WF_READY_PAUSE), ev
+                self.timers[key] = ev.due
+            elif isinstance(ev, e.TimerCancelled):
+                key = (ev.instance, ev.task, ev.kind)
+                assert key in self.timers, f"cancelled a timer that was not pending: {ev}"
+                del self.timers[key]
+            elif isinstance(ev, e.TimerFired):
+                key = (ev.instance, ev.task, ev.kind)
+                assert self.timers.get(key) == ev.due, f"fired a timer that was not pending: {ev}"
+                assert ev.due <= self.state.now
+                assert (ev.instance, ev.task) not in self.killed, f"timer fired for killed task: {ev}"
+                del self.timers[key]
+            elif isinstance(ev, e.TaskStateChanged):
+                key = (ev.instance, ev.task)
+                assert key not in self.killed, f"a killed task changed again: {ev}"
+                if ev.state == KILL:
+                    self.killed.add(key)
+                self.task_states[key] = (ev.state, ev.attempt)
+            elif isinstance(ev, e.DispatchTask):
+                key = (ev.instance, ev.task)
+                assert key not in self.killed, f"dispatch after kill: {ev}"
+                assert self.wf_states[ev.instance] == WF_RUNNING, f"dispatch while {self.wf_states[ev.instance]}: {ev}"
+                assert self.task_states[key] == (DISPATCH, ev.attempt)
+                self.dispatched.append((ev.instance, ev.task, ev.attempt))
+            elif isinstance(ev, e.DependentChecked):
+                assert (ev.instance, ev.task) not in self.killed, f"check after kill: {ev}"
+                assert self.wf_states[ev.instance] == WF_RUNNING, ev
+            elif isinstance(ev, e.TaskTimedOut):
+                assert (ev.instance, ev.task) not in self.killed, ev
+            elif isinstance(ev, e.KillTaskProcess):
+                self.kill_sent.add((ev.instance, ev.task, ev.attempt))
+            elif isinstance(ev, e.WorkflowStateChanged):
+                assert self.wf_states.get(ev.instance) not in WF_FINAL
+                self.wf_states[ev.instance] = ev.state
+            elif isinstance(ev, e.WorkflowFinished):
+                assert ev.instance not in self.finished, f"finished twice: {ev}"
+                self.finished.add(ev.instance)
+                self.wf_states[ev.instance] = ev.state
+                if ev.state == WF_SUCCESS:
+                    assert sorted(ev.task_states) == sorted(TASKS[ev.workflow])
+                    assert set(ev.task_states.values()) == {"SUCCESS"}
+
+    @invariant()
+    def queue_matches_events_and_rules(self) -> None:
+        queue = self.state.queue
+        entries = queue.entries()
+        assert self.timers == {(t.instance, t.task, t.kind): t.due for t in entries}, "events describe the queue"
+        assert queue.earliest() == (min(self.timers.values()) if self.timers else None)
+        for t in entries:
+            inst = self.state.instances[t.instance]
+            ti = inst.tasks[t.task]
+            assert ti.state not in TASK_FINAL and ti.state != PAUSE, f"{t} pending for a {ti.state} task"
+            assert inst.state in (WF_RUNNING, WF_READY_PAUSE), f"{t} pending in a {inst.state} instance"
+            if inst.state == WF_READY_PAUSE:
+                assert t.kind == TIMEOUT and ti.state in (DISPATCH, RUNNING), f"{t} pending while pausing"
+            expected = {DEPENDENT_CHECK: ("DEPENDENT", (RUNNING,)), RETRY: ("SHELL", (DELAY,)), TIMEOUT: ("SHELL", (DISPATCH, RUNNING))}
+            assert (ti.type, ti.state in expected[t.kind][1]) == (expected[t.kind][0], True), (t, ti)
+
+    @invariant()
+    def state_matches_events_and_rules(self) -> None:
+        for i, inst in self.state.instances.items():
+            assert self.wf_states[i] == inst.state
+            pending = {t.task for t in self.state.queue.entries() if t.instance == i}
+            for name, ti in inst.tasks.items():
+                assert self.task_states[(i, name)] == (ti.state, ti.attempt)
+                assert ti.state not in ("SUBMITTED_SUCCESS", "NEED_FAULT_TOLERANCE"), "transient states end in their step"
+                if ti.kill_pending:
+                    assert ti.state in (KILL, "FAILURE") and ti.type == "SHELL"
+                if ti.state == KILL:
+                    assert self.state.queue.pending_for(i, name) == []
+                if inst.state == WF_RUNNING and ti.state == RUNNING and ti.type == "DEPENDENT":
+                    assert self.state.queue.pending_for(i, name) == [DEPENDENT_CHECK], "a waiting DEPENDENT holds one check"
+                if inst.state == WF_RUNNING and ti.state == DELAY:
+                    assert self.state.queue.pending_for(i, name) == [RETRY]
+            if inst.state in WF_FINAL:
+                assert not any(active(t) for t in inst.tasks.values()), f"{i} is {inst.state} with active tasks"
+                assert not pending
+            if inst.state == WF_READY_STOP:
+                assert all(t.state in TASK_FINAL for t in inst.tasks.values())
+                assert any(t.kill_pending for t in inst.tasks.values()), "READY_STOP waits only for kill confirmations"
+            if inst.state == WF_PAUSE:
+                assert not any(t.kill_pending or (t.type == "SHELL" and t.state in (DISPATCH, RUNNING)) for t in inst.tasks.values())
+            if inst.state == WF_STOP:
+                assert all(t.state in TASK_FINAL for t in inst.tasks.values())
+
+    # ---- replay ----------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if not self.records:
+            return
+        # From scratch: the same events and the same state, byte for byte, at every step.
+        fresh = State()
+        for offset, record in enumerate(self.records):
+            _, events, _ = step_record(fresh, record, offset)
+            assert encode(events) == self.batches[offset], f"replay diverged at offset {offset}"
+            assert encode(fresh.snapshot()) == self.snaps[offset], f"state diverged at offset {offset}"
+        # From a snapshot (encoded, decoded, restored), then the tail.
+        for point in self.snapshot_points[:3]:
+            restored = State.restore(decode_snapshot(self.snaps[point]))
+            assert encode(restored.snapshot()) == self.snaps[point]
+            for offset in range(point + 1, len(self.records)):
+                _, events, _ = step_record(restored, self.records[offset], offset)
+                assert encode(events) == self.batches[offset], f"replay from snapshot {point} diverged at {offset}"
+            assert encode(restored.snapshot()) == self.snaps[-1]
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=120,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestScheduler = SchedulerMachine.TestCase
+
+
+def test_the_definitions_are_valid() -> None:
+    from easysched_es.core.definitions import validate
+
+    for d in DEFINITIONS:
+        validate(d)
+    assert set(DEF_TASK_TYPES.values()) == {"ShellTask", "DependentTask"}
