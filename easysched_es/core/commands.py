@@ -114,9 +114,15 @@ class TaskLost(_Command, tag="task_lost"):
 
 
 class Heartbeat(_Command, tag="heartbeat"):
-    """A worker is alive."""
+    """A worker is alive.
+
+    `timeout_ms` > 0 asks the master to declare the worker lost when no heartbeat arrives
+    for that long: the first `CheckDue` at or after the deadline marks its running tasks
+    NEED_FAULT_TOLERANCE (and reruns them) and confirms its pending kills.
+    """
 
     worker: str
+    timeout_ms: int = 0
 
 
 class CheckDue(_Command, tag="check_due"):

@@ -130,13 +130,16 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     workers: dict[str, int]
     timers: list[TimerEntry]
     timer_seq: int
+    # Heartbeat timeouts of workers that asked to be watched (see commands.Heartbeat).
+    worker_timeouts: dict[str, int] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "instances", "last_offset", "now", "partition", "position", "queue", "upstream", "workers", "workflows",
+        "instances", "last_offset", "now", "partition", "position", "queue", "upstream", "worker_timeouts",
+        "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -151,6 +154,7 @@ class State:
         # workflow -> instance id -> record, for DEPENDENT checks.
         self.upstream: dict[str, dict[str, UpstreamRecord]] = {}
         self.workers: dict[str, int] = {}
+        self.worker_timeouts: dict[str, int] = {}
         self.queue = DelayQueue()
 
     def snapshot(self) -> Snapshot:
@@ -164,6 +168,7 @@ class State:
             instances=self.instances,
             upstream=self.upstream,
             workers=self.workers,
+            worker_timeouts=self.worker_timeouts,
             timers=self.queue.entries(),
             timer_seq=self.queue.seq,
         )
@@ -179,8 +184,15 @@ class State:
         state.instances = snap.instances
         state.upstream = snap.upstream
         state.workers = snap.workers
+        state.worker_timeouts = snap.worker_timeouts
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
         return state
+
+
+def worker_deadline(state: State) -> int | None:
+    """The earliest time a watched worker is declared lost if it sends no heartbeat, or None."""
+    deadlines = [state.workers.get(w, 0) + t for w, t in state.worker_timeouts.items()]
+    return min(deadlines) if deadlines else None
 
 
 def active(task: TaskInstance) -> bool:

@@ -618,6 +618,26 @@ def _task_lost(state: State, cmd: c.TaskLost, offset: int, out: Out) -> None:
 
 def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
     state.workers[cmd.worker] = cmd.at
+    if cmd.timeout_ms > 0:
+        state.worker_timeouts[cmd.worker] = cmd.timeout_ms
+    else:
+        state.worker_timeouts.pop(cmd.worker, None)
+
+
+def _lost_workers(state: State, now: int, offset: int, out: Out) -> None:
+    """Workers silent past their heartbeat timeout: their attempts are lost (like a TaskLost report)."""
+    lost = [w for w, t in state.worker_timeouts.items() if state.workers.get(w, 0) + t <= now]
+    for worker in sorted(lost):
+        del state.worker_timeouts[worker]
+        seen = state.workers.get(worker, 0)
+        for inst in list(state.instances.values()):
+            if inst.state in WF_FINAL:
+                continue
+            for ti in list(inst.tasks.values()):
+                if ti.worker == worker and ti.type == "SHELL" and (ti.kill_pending or ti.state in (DISPATCH, RUNNING)):
+                    report = c.TaskLost(at=now, instance=inst.id, task=ti.name, attempt=ti.attempt, worker=worker,
+                                        reason=f"worker {worker} lost: no heartbeat since {seen}")
+                    _task_lost(state, report, offset, out)
 
 
 def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: Out) -> None:
@@ -648,6 +668,8 @@ def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:
             _dispatch(state, inst, ti, tdef, out)
         else:
             _timed_out(state, inst, ti, tdef, out)
+    if state.worker_timeouts:
+        _lost_workers(state, cmd.now, offset, out)
 
 
 def _timed_out(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: TaskDef, out: Out) -> None:

@@ -9,8 +9,8 @@ from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command, decode_snapshot, encode
 from easysched_es.core.definitions import (
-    DependentTask,
     Dependence,
+    DependentTask,
     DependItem,
     ShellTask,
     TaskDef,
@@ -115,7 +115,9 @@ class Master:
     def started(self, inst: str, task: str, attempt: int = 1, pid: int = 4242) -> list[e.Event]:
         return self.send(c.TaskStarted(instance=inst, task=task, attempt=attempt, pid=pid, worker="w1"))
 
-    def finished(self, inst: str, task: str, attempt: int = 1, exit_code: int = 0, killed: bool = False) -> list[e.Event]:
+    def finished(
+        self, inst: str, task: str, attempt: int = 1, exit_code: int = 0, killed: bool = False
+    ) -> list[e.Event]:
         return self.send(
             c.TaskFinished(instance=inst, task=task, attempt=attempt, exit_code=exit_code, killed=killed, worker="w1")
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -85,7 +86,7 @@ def test_cycle_is_refused_with_its_path(tasks: list[Any], cycle_text: str) -> No
     path = find_cycle(definition)
     assert path[0] == path[-1]
     upstream = {t.name: t.upstream for t in tasks}
-    for down, up in zip(path, path[1:], strict=False):
+    for down, up in pairwise(path):
         assert up in upstream[down], "each step of the path is a real upstream edge"
 
 
@@ -139,22 +140,39 @@ def convert(data: dict[str, Any]) -> WorkflowDefinition:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"name": "w", "tasks": [{"name": "a", "type": "PYTHON", "command": "x"}]}, "Invalid value 'PYTHON' - at `$.tasks[0].type`"),
-        ({"name": "w", "tasks": [{"name": "a", "command": "x"}]}, "missing required field `type` - at `$.tasks[0]`"),
-        ({"name": "w", "tasks": [{"name": "a", "type": "SHELL"}]}, "missing required field `command` - at `$.tasks[0]`"),
-        ({"name": "w", "tasks": [{"name": "a", "type": "SHELL", "command": "x", "comand": 1}]}, "unknown field `comand`"),
         (
-            {"name": "w", "tasks": [{"name": "d", "type": "DEPENDENT", "dependence": {"items": [], "relation": "XOR"}}]},
+            {"name": "w", "tasks": [{"name": "a", "type": "PYTHON", "command": "x"}]},
+            "Invalid value 'PYTHON' - at `$.tasks[0].type`",
+        ),
+        ({"name": "w", "tasks": [{"name": "a", "command": "x"}]}, "missing required field `type` - at `$.tasks[0]`"),
+        (
+            {"name": "w", "tasks": [{"name": "a", "type": "SHELL"}]},
+            "missing required field `command` - at `$.tasks[0]`",
+        ),
+        (
+            {"name": "w", "tasks": [{"name": "a", "type": "SHELL", "command": "x", "comand": 1}]},
+            "unknown field `comand`",
+        ),
+        (
+            {
+                "name": "w",
+                "tasks": [{"name": "d", "type": "DEPENDENT", "dependence": {"items": [], "relation": "XOR"}}],
+            },
             "at `$.tasks[0].dependence.relation`",
         ),
         (
             {
                 "name": "w",
-                "tasks": [{"name": "d", "type": "DEPENDENT", "dependence": {"items": [{"workflow": "u", "cycle": "YEAR"}]}}],
+                "tasks": [
+                    {"name": "d", "type": "DEPENDENT", "dependence": {"items": [{"workflow": "u", "cycle": "YEAR"}]}}
+                ],
             },
             "at `$.tasks[0].dependence.items[0].cycle`",
         ),
-        ({"name": "w", "tasks": [{"name": "a", "type": "SHELL", "command": "x", "timeout_strategy": "KILL"}]}, "timeout_strategy"),
+        (
+            {"name": "w", "tasks": [{"name": "a", "type": "SHELL", "command": "x", "timeout_strategy": "KILL"}]},
+            "timeout_strategy",
+        ),
         ({"name": "w", "failure_strategy": "ABORT", "tasks": []}, "at `$.failure_strategy`"),
     ],
 )

@@ -44,7 +44,9 @@ def test_empty_queue() -> None:
         ([("set", A, 5), ("cancel", A, 0), ("set", A, 8)], 100, [A], []),
     ],
 )
-def test_firing_order(ops: list[tuple[str, tuple[str, str, str], int]], now: int, fired: list[object], left: list[object]) -> None:
+def test_firing_order(
+    ops: list[tuple[str, tuple[str, str, str], int]], now: int, fired: list[object], left: list[object]
+) -> None:
     q = DelayQueue()
     for op, key, due in ops:
         if op == "set":
@@ -133,7 +135,9 @@ def test_many_cancels_then_sets_compact_without_losing_entries() -> None:
 
 # ---- model-based ------------------------------------------------------------------------
 
-KEYS = [(inst, task, kind) for inst in ("i1", "i2") for task in ("a", "b") for kind in (DEPENDENT_CHECK, RETRY, TIMEOUT)]
+KEYS = [
+    (inst, task, kind) for inst in ("i1", "i2") for task in ("a", "b") for kind in (DEPENDENT_CHECK, RETRY, TIMEOUT)
+]
 
 op_strategy = st.one_of(
     st.tuples(st.just("set"), st.sampled_from(KEYS), st.integers(0, 40)),

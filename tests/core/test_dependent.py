@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_windows(date_value: str, base: str, first: str, last: str, count: int) 
     assert got[-1][1] == ms(last)
     width = got[0][1] - got[0][0]
     assert width * count == ms(last) - ms(first)
-    for (s1, e1), (s2, e2) in zip(got, got[1:], strict=False):
+    for (s1, e1), (s2, e2) in pairwise(got):
         assert e1 == s2, "windows are consecutive"
         assert e2 - s2 == e1 - s1 == width, "windows have one length"
 

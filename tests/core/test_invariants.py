@@ -36,7 +36,7 @@ from easysched_es.core.state import (
     State,
     active,
 )
-from easysched_es.core.step import step_record
+from easysched_es.core.step import pending_effects, step_record
 from tests.core.helpers import T0, dep, item, shell, wf
 
 DEFINITIONS = [
@@ -51,8 +51,13 @@ DEFINITIONS = [
         "deps",
         dep("wait_and", item("up"), item("up", "publish"), check_interval=5.0),
         dep(
-            "wait_or", item("up"), item("ghost"), relation="OR", check_interval=7.0,
-            failure_policy="WAIT", failure_waiting_time=12.0,
+            "wait_or",
+            item("up"),
+            item("ghost"),
+            relation="OR",
+            check_interval=7.0,
+            failure_policy="WAIT",
+            failure_waiting_time=12.0,
         ),
         shell("load", upstream=["wait_and"], retry_times=1, retry_interval=3.0),
         shell("after", upstream=["wait_or", "load"]),
@@ -91,6 +96,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.instances: list[str] = []
         self.workflow_of: dict[str, str] = {}
         self.dispatched: list[tuple[str, str, int]] = []
+        self.dispatch_bytes: dict[tuple[str, str, int], bytes] = {}
         self.kill_sent: set[tuple[str, str, int]] = set()
         # What the events say, folded independently of the core.
         self.timers: dict[tuple[str, str, str], int] = {}
@@ -179,7 +185,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         inst, task, attempt = data.draw(st.sampled_from(self._current_attempts()))
         killed = (inst, task, attempt) in self.kill_sent
         self.send(
-            c.TaskFinished(instance=inst, task=task, attempt=attempt, exit_code=-15 if killed else exit_code, killed=killed)
+            c.TaskFinished(
+                instance=inst, task=task, attempt=attempt, exit_code=-15 if killed else exit_code, killed=killed
+            )
         )
 
     @rule(
@@ -191,7 +199,10 @@ class SchedulerMachine(RuleBasedStateMachine):
     def upstream_finished(self, workflow: str, state: str, n: int, age: int) -> None:
         self.send(
             c.UpstreamFinished(
-                workflow=workflow, instance=f"7-{n}", state=state, base_time=self.now - age,
+                workflow=workflow,
+                instance=f"7-{n}",
+                state=state,
+                base_time=self.now - age,
                 task_states={"publish": state, "t": state},
             )
         )
@@ -245,6 +256,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert self.wf_states[ev.instance] == WF_RUNNING, f"dispatch while {self.wf_states[ev.instance]}: {ev}"
                 assert self.task_states[key] == (DISPATCH, ev.attempt)
                 self.dispatched.append((ev.instance, ev.task, ev.attempt))
+                self.dispatch_bytes[(ev.instance, ev.task, ev.attempt)] = encode(ev)
             elif isinstance(ev, e.DependentChecked):
                 assert (ev.instance, ev.task) not in self.killed, f"check after kill: {ev}"
                 assert self.wf_states[ev.instance] == WF_RUNNING, ev
@@ -276,7 +288,11 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert inst.state in (WF_RUNNING, WF_READY_PAUSE), f"{t} pending in a {inst.state} instance"
             if inst.state == WF_READY_PAUSE:
                 assert t.kind == TIMEOUT and ti.state in (DISPATCH, RUNNING), f"{t} pending while pausing"
-            expected = {DEPENDENT_CHECK: ("DEPENDENT", (RUNNING,)), RETRY: ("SHELL", (DELAY,)), TIMEOUT: ("SHELL", (DISPATCH, RUNNING))}
+            expected = {
+                DEPENDENT_CHECK: ("DEPENDENT", (RUNNING,)),
+                RETRY: ("SHELL", (DELAY,)),
+                TIMEOUT: ("SHELL", (DISPATCH, RUNNING)),
+            }
             assert (ti.type, ti.state in expected[t.kind][1]) == (expected[t.kind][0], True), (t, ti)
 
     @invariant()
@@ -286,13 +302,17 @@ class SchedulerMachine(RuleBasedStateMachine):
             pending = {t.task for t in self.state.queue.entries() if t.instance == i}
             for name, ti in inst.tasks.items():
                 assert self.task_states[(i, name)] == (ti.state, ti.attempt)
-                assert ti.state not in ("SUBMITTED_SUCCESS", "NEED_FAULT_TOLERANCE"), "transient states end in their step"
+                assert ti.state not in ("SUBMITTED_SUCCESS", "NEED_FAULT_TOLERANCE"), (
+                    "transient states end in their step"
+                )
                 if ti.kill_pending:
                     assert ti.state in (KILL, "FAILURE") and ti.type == "SHELL"
                 if ti.state == KILL:
                     assert self.state.queue.pending_for(i, name) == []
                 if inst.state == WF_RUNNING and ti.state == RUNNING and ti.type == "DEPENDENT":
-                    assert self.state.queue.pending_for(i, name) == [DEPENDENT_CHECK], "a waiting DEPENDENT holds one check"
+                    assert self.state.queue.pending_for(i, name) == [DEPENDENT_CHECK], (
+                        "a waiting DEPENDENT holds one check"
+                    )
                 if inst.state == WF_RUNNING and ti.state == DELAY:
                     assert self.state.queue.pending_for(i, name) == [RETRY]
             if inst.state in WF_FINAL:
@@ -302,9 +322,24 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert all(t.state in TASK_FINAL for t in inst.tasks.values())
                 assert any(t.kill_pending for t in inst.tasks.values()), "READY_STOP waits only for kill confirmations"
             if inst.state == WF_PAUSE:
-                assert not any(t.kill_pending or (t.type == "SHELL" and t.state in (DISPATCH, RUNNING)) for t in inst.tasks.values())
+                assert not any(
+                    t.kill_pending or (t.type == "SHELL" and t.state in (DISPATCH, RUNNING))
+                    for t in inst.tasks.values()
+                )
             if inst.state == WF_STOP:
                 assert all(t.state in TASK_FINAL for t in inst.tasks.values())
+
+    @invariant()
+    def pending_effects_match_the_state(self) -> None:
+        """What a restarted runtime would (re)apply: exactly the open attempts, as first dispatched."""
+        for ev in pending_effects(self.state):
+            ti = self.state.instances[ev.instance].tasks[ev.task]
+            assert ev.attempt == ti.attempt
+            if isinstance(ev, e.DispatchTask):
+                assert ti.state in (DISPATCH, RUNNING) and not ti.kill_pending
+                assert encode(ev) == self.dispatch_bytes[(ev.instance, ev.task, ev.attempt)]
+            else:
+                assert isinstance(ev, e.KillTaskProcess) and ti.kill_pending
 
     # ---- replay ----------------------------------------------------------------------------
 
@@ -318,7 +353,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert encode(events) == self.batches[offset], f"replay diverged at offset {offset}"
             assert encode(fresh.snapshot()) == self.snaps[offset], f"state diverged at offset {offset}"
         # From a snapshot (encoded, decoded, restored), then the tail.
-        for point in self.snapshot_points[:3]:
+        for point in self.snapshot_points[:3] or [len(self.records) // 2]:
             restored = State.restore(decode_snapshot(self.snaps[point]))
             assert encode(restored.snapshot()) == self.snaps[point]
             for offset in range(point + 1, len(self.records)):
@@ -328,7 +363,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=120,
+    max_examples=300,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -18,7 +18,9 @@ from tests.core.helpers import SECOND, T0, Master, dep, item, of, shell, tags, t
 
 def test_define_then_start_dispatches_the_roots() -> None:
     m = Master()
-    ev = m.define(wf("etl", shell("extract", command="echo $WHO"), shell("load", upstream=["extract"]), params={"WHO": "x"}))
+    ev = m.define(
+        wf("etl", shell("extract", command="echo $WHO"), shell("load", upstream=["extract"]), params={"WHO": "x"})
+    )
     assert tags(ev) == ["workflow_defined"]
     assert of(ev, e.WorkflowDefined)[0].version == 1
     ev = m.send(c.StartWorkflow(workflow="etl", params={"WHO": "me"}))
@@ -85,11 +87,16 @@ def test_offline_workflow_cannot_start_until_released() -> None:
     assert of(ev, e.WorkflowDefined)[0].online is False
     r = _rejected_without_change(m, c.StartWorkflow(workflow="etl"))
     assert "workflow 'etl' is OFFLINE" in r.reason
-    assert m.send(c.SetReleaseState(workflow="etl", online=True)) == [e.ReleaseStateChanged(workflow="etl", online=True)]
+    assert m.send(c.SetReleaseState(workflow="etl", online=True)) == [
+        e.ReleaseStateChanged(workflow="etl", online=True)
+    ]
     m.start("etl")
     m.send(c.SetReleaseState(workflow="etl", online=False))
     assert "OFFLINE" in _rejected_without_change(m, c.StartWorkflow(workflow="etl")).reason
-    assert "unknown workflow 'ghost'" in _rejected_without_change(m, c.SetReleaseState(workflow="ghost", online=True)).reason
+    assert (
+        "unknown workflow 'ghost'"
+        in _rejected_without_change(m, c.SetReleaseState(workflow="ghost", online=True)).reason
+    )
 
 
 @pytest.mark.parametrize("schedule_time", [-1, 2**62])
@@ -130,7 +137,9 @@ def test_shell_chain_succeeds() -> None:
     inst = m.start("etl")
     ev = m.started(inst, "a", pid=101)
     assert ev == [
-        e.TaskStateChanged(instance=inst, task="a", state="RUNNING_EXECUTION", attempt=1, task_type="SHELL", pid=101, worker="w1")
+        e.TaskStateChanged(
+            instance=inst, task="a", state="RUNNING_EXECUTION", attempt=1, task_type="SHELL", pid=101, worker="w1"
+        )
     ]
     ev = m.finished(inst, "a", exit_code=0)
     assert tags(ev) == ["task_state", "task_state", "dispatch"]
@@ -282,6 +291,7 @@ def test_dependent_succeeds_when_the_upstream_instance_finishes_in_the_same_part
     down = m.start("down")
     up = m.start("up")
     m.tick(10)
+    assert m.task(down, "wait").state == "RUNNING_EXECUTION"
     m.run_ok(up, "publish")
     assert m.wf_state(up) == "SUCCESS"
     ev = m.tick(10)
@@ -295,7 +305,9 @@ def test_dependent_succeeds_via_upstream_finished_from_another_partition() -> No
     m = _waiting_flow(item("remote", "publish"))
     down = m.start("down")
     ev = m.send(
-        c.UpstreamFinished(workflow="remote", instance="3-17", state="SUCCESS", base_time=T0, task_states={"publish": "SUCCESS"})
+        c.UpstreamFinished(
+            workflow="remote", instance="3-17", state="SUCCESS", base_time=T0, task_states={"publish": "SUCCESS"}
+        )
     )
     assert ev == []  # recorded; the next check sees it
     ev = m.tick(10)
@@ -316,7 +328,11 @@ def test_item_with_a_task_looks_at_that_task_only() -> None:
     down = m.start("down")
     m.send(
         c.UpstreamFinished(
-            workflow="remote", instance="3-1", state="FAILURE", base_time=T0, task_states={"publish": "SUCCESS", "x": "FAILURE"}
+            workflow="remote",
+            instance="3-1",
+            state="FAILURE",
+            base_time=T0,
+            task_states={"publish": "SUCCESS", "x": "FAILURE"},
         )
     )
     m.tick(10)
@@ -422,7 +438,9 @@ def test_dependent_satisfied_downstream_does_not_finish_the_workflow_early() -> 
 
 def test_16895_stop_removes_the_dependent_check_in_the_same_step() -> None:
     m = Master()
-    m.define(wf("etl_daily", dep("wait_upstream", item("never_ran", "publish")), shell("load", upstream=["wait_upstream"])))
+    m.define(
+        wf("etl_daily", dep("wait_upstream", item("never_ran", "publish")), shell("load", upstream=["wait_upstream"]))
+    )
     inst = m.start("etl_daily")
     m.tick(10)
     m.tick(10)
@@ -461,7 +479,9 @@ def test_kill_running_shell_task_waits_for_the_confirmation() -> None:
     assert tags(ev) == ["timer_cancelled", "task_state", "kill_process"]
     assert of(ev, e.TimerCancelled)[0].kind == TIMEOUT
     assert task_states(ev) == ["KILL"]
-    assert of(ev, e.KillTaskProcess)[0] == e.KillTaskProcess(instance=inst, task="a", attempt=1, reason="killed by user")
+    assert of(ev, e.KillTaskProcess)[0] == e.KillTaskProcess(
+        instance=inst, task="a", attempt=1, reason="killed by user"
+    )
     assert m.task(inst, "a").kill_pending
     assert m.wf_state(inst) == "RUNNING_EXECUTION"
     assert len(m.state.queue) == 0
@@ -478,7 +498,11 @@ def test_kill_running_shell_task_waits_for_the_confirmation() -> None:
     assert m.task(inst, "a").state == "KILL"
     # Any later report is recorded as ignored and changes nothing.
     before = m.snapshot_bytes(ignore_clock=True)
-    for ev in (m.finished(inst, "a", exit_code=0), m.started(inst, "a"), m.finished(inst, "a", exit_code=-9, killed=True)):
+    for ev in (
+        m.finished(inst, "a", exit_code=0),
+        m.started(inst, "a"),
+        m.finished(inst, "a", exit_code=-9, killed=True),
+    ):
         assert tags(ev) == ["late_report_ignored"]
     assert m.snapshot_bytes(ignore_clock=True) == before
     assert [d.task for d in of(m.log, e.DispatchTask)] == ["a"]
@@ -516,9 +540,10 @@ def test_kill_rejections_name_the_thing_and_change_nothing() -> None:
     m = Master()
     inst = _running(m, shell("a"), shell("b", upstream=["a"]), shell("c"))
     m.finished(inst, "c")
-    assert "task 'c' of instance 0-1 is already SUCCESS; nothing to kill" == _rejected_without_change(
-        m, c.KillTask(instance=inst, task="c")
-    ).reason
+    assert (
+        _rejected_without_change(m, c.KillTask(instance=inst, task="c")).reason
+        == "task 'c' of instance 0-1 is already SUCCESS; nothing to kill"
+    )
     r = _rejected_without_change(m, c.KillTask(instance="0-999", task="a"))
     assert (r.command, r.reason, r.instance) == ("kill_task", "unknown instance '0-999'", "0-999")
     r = _rejected_without_change(m, c.KillTask(instance=inst, task="nope"))
@@ -543,7 +568,9 @@ def test_reports_for_unknown_targets_are_rejected() -> None:
 def test_stop_is_final_only_after_every_kill_is_confirmed() -> None:
     m = Master()
     m.define(UP)
-    inst = _running(m, shell("a"), shell("b", retry_times=1, retry_interval=5), dep("c", item("up")), shell("d", upstream=["a"]))
+    inst = _running(
+        m, shell("a"), shell("b", retry_times=1, retry_interval=5), dep("c", item("up")), shell("d", upstream=["a"])
+    )
     m.finished(inst, "b", exit_code=1)  # b waits for its retry
     ev = m.send(c.StopWorkflow(instance=inst))
     assert ev[0] == e.WorkflowStateChanged(instance=inst, state="READY_STOP", reason="stop requested")
@@ -608,7 +635,9 @@ def test_pause_lets_running_shell_finish_and_holds_downstream() -> None:
     assert of(ev, e.DependentChecked, task="c")[0].result == "WAITING"
     assert of(ev, e.TimerSet) == [e.TimerSet(instance=inst, task="c", kind=DEPENDENT_CHECK, due=m.now + 10 * SECOND)]
     assert [d.task for d in of(ev, e.DispatchTask)] == ["b"]
-    assert "only a paused instance can be resumed" in _rejected_without_change(m, c.ResumeWorkflow(instance=inst)).reason
+    assert (
+        "only a paused instance can be resumed" in _rejected_without_change(m, c.ResumeWorkflow(instance=inst)).reason
+    )
 
 
 def test_pause_with_nothing_running_is_pause_at_once() -> None:
@@ -678,7 +707,10 @@ def test_stop_a_paused_instance() -> None:
     ev = m.send(c.StopWorkflow(instance=inst))
     assert tags(ev) == ["workflow_state", "task_state", "workflow_finished"]
     assert of(ev, e.WorkflowFinished)[0].state == "STOP"
-    assert "is STOP; only a paused instance can be resumed" in _rejected_without_change(m, c.ResumeWorkflow(instance=inst)).reason
+    assert (
+        "is STOP; only a paused instance can be resumed"
+        in _rejected_without_change(m, c.ResumeWorkflow(instance=inst)).reason
+    )
 
 
 # ---- failure strategy ------------------------------------------------------------------
@@ -686,7 +718,14 @@ def test_stop_a_paused_instance() -> None:
 
 def test_failure_strategy_end_kills_the_siblings() -> None:
     m = Master()
-    inst = _running(m, shell("a"), shell("b", timeout=60), dep("c", item("ghost")), shell("d", upstream=["b"]), failure_strategy="END")
+    inst = _running(
+        m,
+        shell("a"),
+        shell("b", timeout=60),
+        dep("c", item("ghost")),
+        shell("d", upstream=["b"]),
+        failure_strategy="END",
+    )
     ev = m.finished(inst, "a", exit_code=2)
     assert task_states(ev) == ["FAILURE", "KILL", "KILL"]
     assert [(t.task, t.reason) for t in of(ev, e.TaskStateChanged, state="KILL")] == [
@@ -852,3 +891,20 @@ def test_snapshot_round_trips_through_msgpack() -> None:
     restored = State.restore(decode_snapshot(raw))
     assert encode(restored.snapshot()) == raw
     assert msgspec.msgpack.decode(raw)["timers"]
+
+
+def test_pending_effects_after_a_restart_are_the_open_attempts() -> None:
+    from easysched_es.core.codec import decode_snapshot
+    from easysched_es.core.step import pending_effects
+
+    m = Master()
+    inst = _running(m, shell("a"), shell("b"), shell("c"), shell("d", upstream=["a"]))
+    m.finished(inst, "c")
+    m.send(c.KillTask(instance=inst, task="b"))
+    restored = State.restore(decode_snapshot(encode(m.state.snapshot())))
+    effects = pending_effects(restored)
+    assert [(type(ev).__name__, ev.task, ev.attempt) for ev in effects] == [
+        ("DispatchTask", "a", 1),
+        ("KillTaskProcess", "b", 1),
+    ]
+    assert encode(effects[0]) == encode(of(m.log, e.DispatchTask, task="a")[0])  # the same dispatch, again
