@@ -431,6 +431,17 @@ class EmbeddedStream:
         finally:
             reader.close()
 
+    def last_record(self) -> Record | None:
+        """The last complete record, found by scanning only the newest non-empty segment."""
+        self._check_open()
+        for base in reversed(_list_bases(self._dir)):
+            last = None
+            for last in self.iter_records(base):  # noqa: B007 - we want the final one
+                pass
+            if last is not None:
+                return last
+        return None
+
     def iter_payloads(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """Yield (offset, payload) of every record from `start` to the end: the fast replay path.
 

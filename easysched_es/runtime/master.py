@@ -82,10 +82,10 @@ class EmbeddedMaster:
 
     def _last_decided(self, floor: int) -> int:
         """The offset of the last command whose events are in the events stream."""
-        last = floor
-        for _, payload in self.events.iter_payloads(0):
-            last = decode_batch(payload).offset
-        return last
+        last = self.events.last_record()
+        if last is None or last.corrupt is not None:
+            return floor
+        return max(floor, decode_batch(last.payload).offset)
 
     def poll(self) -> int:
         """Decide every command available now; return how many were applied."""

@@ -418,3 +418,11 @@ def test_directory_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> Non
         DirectoryLock(path, "the master lock").acquire()
     with DirectoryLock(path, "the master lock"):
         pass
+
+
+def test_last_record_reads_only_the_newest_segment(tmp_path: Path) -> None:
+    stream = EmbeddedStream(tmp_path / "s", segment_bytes=64)
+    assert stream.last_record() is None
+    offsets = stream.append([bytes([i]) * 40 for i in range(10)])
+    last = stream.last_record()
+    assert last is not None and last.offset == offsets[-1] and last.payload == bytes([9]) * 40
