@@ -34,6 +34,9 @@ DATE_VALUES: dict[str, tuple[str, ...]] = {
 MAX_DURATION = 10 * 365 * 86_400.0
 
 
+MIN_CHECK_INTERVAL = 0.05
+
+
 class DefinitionError(ValueError):
     """A workflow definition is impossible (cycle, unknown upstream, ...)."""
 
@@ -144,8 +147,9 @@ def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
         dep = task.dependence
         if not dep.items:
             raise DefinitionError(f"{at}: dependence has no items")
-        if dep.check_interval <= 0:
-            raise DefinitionError(f"{at}: check_interval must be > 0 seconds")
+        if dep.check_interval < MIN_CHECK_INTERVAL:
+            # A re-check due at once would have the ticker append CheckDue in a busy loop.
+            raise DefinitionError(f"{at}: check_interval must be >= {MIN_CHECK_INTERVAL:g} seconds")
         if dep.failure_waiting_time < 0:
             raise DefinitionError(f"{at}: failure_waiting_time must be >= 0")
         for item in dep.items:

@@ -34,7 +34,8 @@ from tests.core.helpers import dep, item, shell, wf
         (wf("w", shell("a", retry_interval=-0.5)), "task 'a': retry_times and retry_interval must be >= 0"),
         (wf("w", shell("a", timeout=0)), "task 'a': timeout must be > 0 seconds"),
         (wf("w", dep("d")), "task 'd': dependence has no items"),
-        (wf("w", dep("d", item("up"), check_interval=0)), "task 'd': check_interval must be > 0 seconds"),
+        (wf("w", dep("d", item("up"), check_interval=0)), "task 'd': check_interval must be >= 0.05 seconds"),
+        (wf("w", dep("d", item("up"), check_interval=0.001)), "task 'd': check_interval must be >= 0.05 seconds"),
         (
             wf("w", dep("d", item("up"), failure_waiting_time=-1)),
             "task 'd': failure_waiting_time must be >= 0",
