@@ -61,8 +61,10 @@ def main() -> None:
             stop_run(run)
         ms = sorted(x * 1000 for x in latencies)
         p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-        print(f"{len(ms)} kills: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
-              "  (target p99 < 200 ms)")
+        print(
+            f"{len(ms)} kills: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms"
+            "  (target p99 < 200 ms)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -83,13 +83,21 @@ def main() -> None:
         finally:
             stop_run(run)
         popen_rate, spawn_rate = bare_spawn_rate(500)
-        print(f"fan-out ({args.fanout} x `true`): {statistics.median(rates):8.0f} tasks/s (median of {args.rounds};"
-              f" all: {', '.join(f'{r:.0f}' for r in rates)})")
-        print(f"chain ({args.chain} steps): median {statistics.median(steps):.1f} ms per step, p90"
-              f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median {statistics.median(chain_totals)} ms")
-        print(f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run, {spawn_rate:8.0f}/s posix_spawn")
-        print(f"ratio fan-out / bare posix_spawn: {statistics.median(rates) / spawn_rate:.2f}"
-              "  (targets: >= 300 tasks/s; <= 10 ms per chain step)")
+        print(
+            f"fan-out ({args.fanout} x `true`): {statistics.median(rates):8.0f} tasks/s (median of {args.rounds};"
+            f" all: {', '.join(f'{r:.0f}' for r in rates)})"
+        )
+        print(
+            f"chain ({args.chain} steps): median {statistics.median(steps):.1f} ms per step, p90"
+            f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median {statistics.median(chain_totals)} ms"
+        )
+        print(
+            f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run, {spawn_rate:8.0f}/s posix_spawn"
+        )
+        print(
+            f"ratio fan-out / bare posix_spawn: {statistics.median(rates) / spawn_rate:.2f}"
+            "  (targets: >= 300 tasks/s; <= 10 ms per chain step)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
