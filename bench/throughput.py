@@ -12,6 +12,7 @@ Targets: fan-out >= 300 tasks/s, chain step <= 10 ms.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
@@ -78,7 +79,7 @@ def main() -> None:
                 instance = client.start("chain")
                 inst = wait_for("chain done", lambda i=instance: _finished(data, i), timeout=120, every=0.05)
                 ends = [inst.started] + [inst.tasks[f"c{i}"].ended for i in range(args.chain)]
-                steps += [b - a for a, b in zip(ends, ends[1:], strict=False)]
+                steps += [b - a for a, b in itertools.pairwise(ends)]
                 chain_totals.append(inst.ended - inst.started)
         finally:
             stop_run(run)
@@ -92,7 +93,8 @@ def main() -> None:
             f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median {statistics.median(chain_totals)} ms"
         )
         print(
-            f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run, {spawn_rate:8.0f}/s posix_spawn"
+            f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run,"
+            f" {spawn_rate:8.0f}/s posix_spawn"
         )
         print(
             f"ratio fan-out / bare posix_spawn: {statistics.median(rates) / spawn_rate:.2f}"
