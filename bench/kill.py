@@ -22,15 +22,7 @@ from easysched_es.client import Client
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import load_state
-from easysched_es.runtime.local_run import start_run, stop_run, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+from easysched_es.runtime.local_run import pid_alive, start_run, stop_run, wait_for
 
 
 def main() -> None:
@@ -55,7 +47,7 @@ def main() -> None:
                 pid = wait_for("nap running", lambda i=instance: load_state(data).instances[i].tasks["nap"].pid)
                 t0 = time.perf_counter()
                 client.kill_task(instance, "nap")
-                wait_for("process gone", lambda p=pid: not _alive(p), timeout=10, every=0.0005)
+                wait_for("process gone", lambda p=pid: not pid_alive(p), timeout=10, every=0.0005)
                 latencies.append(time.perf_counter() - t0)
         finally:
             stop_run(run)

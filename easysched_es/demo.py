@@ -7,7 +7,6 @@ the log and the operating system say, and exits non-zero if any rule is broken.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -18,22 +17,9 @@ from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.debug.trace import trace
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import load_state
-from easysched_es.runtime.local_run import WaitTimeout, start_run, stop_run, wait_for
+from easysched_es.runtime.local_run import WaitTimeout, pid_alive, start_run, stop_run, wait_for
 
 CHECK_INTERVAL = 1.0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is gone as far as the task is concerned.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 class Demo:
@@ -90,10 +76,10 @@ class Demo:
         self.say("\n2. A SHELL task running `sleep 300`, killed with kill-task")
         instance = self.client.start("sleeper")
         pid = wait_for("the task's process", lambda: self.instance(instance)["tasks"]["nap"].pid)  # type: ignore[index]
-        self.check(_pid_alive(pid), f"process {pid} is running")
+        self.check(pid_alive(pid), f"process {pid} is running")
         t0 = time.monotonic()
         self.client.kill_task(instance, "nap")
-        wait_for("the process to be gone", lambda: not _pid_alive(pid), timeout=10, every=0.002)
+        wait_for("the process to be gone", lambda: not pid_alive(pid), timeout=10, every=0.002)
         gone = time.monotonic() - t0
         self.check(True, f"process {pid} is gone {gone * 1000:.0f} ms after the kill-task command")
         task = self.instance(instance)["tasks"]["nap"]  # type: ignore[index]

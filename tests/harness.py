@@ -17,9 +17,11 @@ from easysched_es.client import Client
 from easysched_es.core.state import State
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import load_state
-from easysched_es.runtime.local_run import start_run, stop_run, wait_for
+from easysched_es.runtime.local_run import pid_alive, start_run, stop_run, wait_for
 
 T = TypeVar("T")
+
+__all__ = ["Run", "cli", "cli_json", "group_members", "kill_leftovers", "pid_alive", "wait_until"]
 
 
 def wait_until(what: str, probe: Callable[[], T], timeout: float = 15.0, every: float = 0.01) -> T:
@@ -43,15 +45,6 @@ def cli(data_dir: Path, *args: str, check: bool = False) -> subprocess.Completed
 def cli_json(data_dir: Path, *args: str) -> Any:
     """Run a CLI command with --json and decode its output."""
     return json.loads(cli(data_dir, *args, "--json", check=True).stdout)
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def group_members(pgid: int) -> list[int]:

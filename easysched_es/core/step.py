@@ -520,28 +520,18 @@ def _stale(ti: TaskInstance, cmd: Any) -> str:
     return ""
 
 
-def _task_started(state: State, cmd: c.TaskStarted, offset: int, out: Out) -> None:
+def _task_started(state: State, cmd: c.TaskStarted | c.TaskAdopted, offset: int, out: Out) -> None:
+    """A started report, or an adoption after a restart: the attempt's process runs with `pid`."""
     inst, ti = _report_target(state, cmd)
-    stale = _stale(ti, cmd) or ("duplicate start report" if ti.state == RUNNING else "")
+    adopted = isinstance(cmd, c.TaskAdopted)
+    stale = _stale(ti, cmd) or ("duplicate start report" if ti.state == RUNNING and not adopted else "")
     if stale:
         _ignore(inst, ti, cmd, out, stale)
         return
     ti.state = RUNNING
     ti.pid = cmd.pid
     ti.worker = cmd.worker
-    _task_changed(inst, ti, out)
-
-
-def _task_adopted(state: State, cmd: c.TaskAdopted, offset: int, out: Out) -> None:
-    inst, ti = _report_target(state, cmd)
-    stale = _stale(ti, cmd)
-    if stale:
-        _ignore(inst, ti, cmd, out, stale)
-        return
-    ti.state = RUNNING
-    ti.pid = cmd.pid
-    ti.worker = cmd.worker
-    _task_changed(inst, ti, out, "process adopted after a restart")
+    _task_changed(inst, ti, out, "process adopted after a restart" if adopted else "")
 
 
 def _confirm_kill(inst: WorkflowInstance, ti: TaskInstance, cmd: Any, exit_code: int, out: Out) -> bool:
@@ -693,7 +683,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.KillTask: _kill_task,
     c.TaskStarted: _task_started,
     c.TaskFinished: _task_finished,
-    c.TaskAdopted: _task_adopted,
+    c.TaskAdopted: _task_started,
     c.TaskLost: _task_lost,
     c.Heartbeat: _heartbeat,
     c.CheckDue: _check_due,

@@ -28,6 +28,15 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 15.0, every: fl
         time.sleep(every)
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie has finished its work)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
 def start_run(root: Path, log: IO[bytes], *extra: str) -> subprocess.Popen[bytes]:
     """Start `easysched run` on `root` and return once it is ready (its run.json exists)."""
     ready = root / "run.json"
