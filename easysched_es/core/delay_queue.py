@@ -60,6 +60,15 @@ class DelayQueue:
         """Remove the entry; True if it was pending."""
         return self._live.pop(key, None) is not None
 
+    def cancel_task(self, instance: str, task: str) -> list[str]:
+        """Remove every entry of one task; return the kinds that were pending."""
+        live = self._live
+        cancelled: list[str] = []
+        for kind in KINDS:
+            if live.pop((instance, task, kind), None) is not None:
+                cancelled.append(kind)
+        return cancelled
+
     def due_of(self, key: TimerKey) -> int | None:
         """The due time of a pending entry, or None."""
         item = self._live.get(key)

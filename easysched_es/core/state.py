@@ -45,6 +45,7 @@ class DefinitionVersion(msgspec.Struct, array_like=True):
     order: list[str]
     downstream: dict[str, list[str]]
     index: dict[str, int]
+    roots: list[str] = []
 
     def task(self, name: str) -> TaskDef:
         """The task definition by name (KeyError if absent)."""
@@ -58,7 +59,8 @@ def compile_definition(definition: WorkflowDefinition, version: int) -> Definiti
         for up in t.upstream:
             downstream[up].append(t.name)
     index = {t.name: i for i, t in enumerate(definition.tasks)}
-    return DefinitionVersion(version, definition, topological_order(definition), downstream, index)
+    roots = [t.name for t in definition.tasks if not t.upstream]
+    return DefinitionVersion(version, definition, topological_order(definition), downstream, index, roots)
 
 
 class TaskInstance(msgspec.Struct, omit_defaults=True):

@@ -30,7 +30,7 @@ from easysched_es.core.definitions import (
     task_type,
     validate,
 )
-from easysched_es.core.delay_queue import DEPENDENT_CHECK, KINDS, RETRY, TIMEOUT
+from easysched_es.core.delay_queue import DEPENDENT_CHECK, RETRY, TIMEOUT
 from easysched_es.core.state import (
     DISPATCH,
     FAILURE,
@@ -60,6 +60,8 @@ from easysched_es.core.state import (
 )
 
 Out = list[e.Event]
+
+_FINISH_REASONS = {s: f"task {s}" for s in (SUCCESS, FAILURE, KILL)}
 
 
 # Times are epoch milliseconds up to 9999-12-31T23:59:59.999Z: a command stamped later (or
@@ -136,10 +138,8 @@ def _set_timer(state: State, inst: WorkflowInstance, task: str, kind: str, due: 
 
 
 def _cancel_timers(state: State, inst: WorkflowInstance, task: str, reason: str, out: Out) -> None:
-    queue = state.queue
-    for kind in KINDS:
-        if queue.cancel((inst.id, task, kind)):
-            out.append(e.TimerCancelled(instance=inst.id, task=task, kind=kind, reason=reason))
+    for kind in state.queue.cancel_task(inst.id, task):
+        out.append(e.TimerCancelled(instance=inst.id, task=task, kind=kind, reason=reason))
 
 
 def _task_changed(inst: WorkflowInstance, ti: TaskInstance, out: Out, reason: str = "") -> None:
@@ -170,9 +170,9 @@ def _instance_env(inst: WorkflowInstance) -> dict[str, str]:
     env = dict(inst.params)
     env["EASYSCHED_WORKFLOW"] = inst.workflow
     env["EASYSCHED_INSTANCE"] = inst.id
-    base = datetime.fromtimestamp(inst.base_time / 1000, tz=UTC)
-    env["DS_DATE"] = base.strftime("%Y-%m-%d")
-    env["DS_TIME"] = base.strftime("%Y-%m-%dT%H:%M:%SZ")
+    base = datetime.fromtimestamp(inst.base_time // 1000, tz=UTC).isoformat()
+    env["DS_DATE"] = base[:10]
+    env["DS_TIME"] = base[:19] + "Z"
     return env
 
 
@@ -285,7 +285,7 @@ def _finish_task(
     state: State, inst: WorkflowInstance, ti: TaskInstance, new_state: str, out: Out, reason: str = ""
 ) -> None:
     """Move a task to a final state and let the workflow react."""
-    _cancel_timers(state, inst, ti.name, f"task {new_state}", out)
+    _cancel_timers(state, inst, ti.name, _FINISH_REASONS.get(new_state) or f"task {new_state}", out)
     ti.state = new_state
     ti.ended = state.now
     _task_changed(inst, ti, out, reason)
@@ -316,11 +316,17 @@ def _submit(state: State, inst: WorkflowInstance, dv: DefinitionVersion, names: 
     if inst.state != WF_RUNNING:
         return
     tasks = inst.tasks
-    ready = [
-        dv.task(name)
-        for name in names
-        if name not in tasks and all(up in tasks and tasks[up].state in TASK_OK for up in dv.task(name).upstream)
-    ]
+    ready = []
+    for name in names:
+        if name in tasks:
+            continue
+        tdef = dv.task(name)
+        for up in tdef.upstream:
+            upstream = tasks.get(up)
+            if upstream is None or upstream.state not in TASK_OK:
+                break
+        else:
+            ready.append(tdef)
     # Register the whole batch before starting any of it: a task that ends at once (a
     # DEPENDENT already satisfied or failed) must not let the workflow finish while its
     # siblings are still to start, and a kill by failure strategy END must reach them.
@@ -337,10 +343,14 @@ def _maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
     if wf in WF_FINAL or wf == WF_PAUSE:
         return
     tasks = inst.tasks.values()
-    if any(t.kill_pending or (t.state in (DISPATCH, RUNNING) and t.type == "SHELL") for t in tasks):
-        return
-    if wf == WF_RUNNING and any(t.state not in TASK_FINAL for t in tasks):
-        return
+    running = wf == WF_RUNNING
+    # One pass (this runs after every task change): a process still exists, or, while
+    # running, any task is unfinished.
+    for t in tasks:
+        if t.kill_pending or (running and t.state not in TASK_FINAL):
+            return
+        if t.type == "SHELL" and t.state in (DISPATCH, RUNNING):
+            return
     if wf == WF_READY_STOP:
         final = WF_STOP
     else:
@@ -430,7 +440,7 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
         )
     )
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
-    _submit(state, inst, dv, [t.name for t in dv.definition.tasks if not t.upstream], out)
+    _submit(state, inst, dv, dv.roots, out)
 
 
 def _stop(state: State, cmd: c.StopWorkflow, offset: int, out: Out) -> None:
