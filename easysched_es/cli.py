@@ -34,6 +34,18 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def _client(args: argparse.Namespace) -> Any:
+    """The embedded-log Client, or the KafkaClient when --kafka / EASYSCHED_KAFKA is set."""
+    from easysched_es.runtime.kafka_cli import kafka_bootstrap
+
+    bootstrap = kafka_bootstrap(args)
+    if bootstrap:
+        from easysched_es.kafka_client import KafkaClient
+
+        return KafkaClient(bootstrap)
+    return Client(args.data_dir)
+
+
 def _data(args: argparse.Namespace) -> DataDir:
     return DataDir(args.data_dir)
 
@@ -42,7 +54,7 @@ def _data(args: argparse.Namespace) -> DataDir:
 
 
 def cmd_define(args: argparse.Namespace) -> int:
-    client = Client(args.data_dir)
+    client = _client(args)
     results = []
     for path in args.files:
         definition = load_flow(path)
@@ -79,7 +91,7 @@ def _parse_time(text: str | None) -> int | None:
 
 def cmd_start(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
-    instance = Client(args.data_dir).start(args.workflow, params, _parse_time(args.schedule_time))
+    instance = _client(args).start(args.workflow, params, _parse_time(args.schedule_time))
     if args.json:
         _print_json({"instance": instance})
     else:
@@ -89,7 +101,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _simple(method: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        client = Client(args.data_dir)
+        client = _client(args)
         extra = [args.task] if method == "kill_task" else []
         verdict = getattr(client, method)(args.instance, *extra)
         if args.json:
@@ -108,7 +120,7 @@ def _simple(method: str) -> Handler:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state = load_state(_data(args))
+    state = load_state(_data(args), progress=True)
     view = status_view(state, args.instance)
     if args.instance and not view:
         print(f"unknown instance {args.instance!r}", file=sys.stderr)
@@ -127,7 +139,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_timers(args: argparse.Namespace) -> int:
-    view = timers_view(load_state(_data(args)))
+    view = timers_view(load_state(_data(args), progress=True))
     if args.json:
         _print_json(view)
     else:
@@ -157,7 +169,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    state = load_state(_data(args), until=args.until)
+    state = load_state(_data(args), until=args.until, progress=True)
     result = {
         "until": args.until,
         "last_offset": state.last_offset,
@@ -243,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="data directory of the embedded log (env EASYSCHED_DATA_DIR, default ./.easysched)",
     )
+    common.add_argument(
+        "--kafka", metavar="BOOTSTRAP", default=argparse.SUPPRESS,
+        help="use the Kafka log at BOOTSTRAP (host:port[,host:port]) instead of the embedded one (env EASYSCHED_KAFKA)",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -252,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "state and timers are a fold over it.",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help=common._actions[0].help)
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", default=None, help=common._actions[1].help)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -305,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: Any, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
     """Subcommands that live in their own packages (projections, Kafka)."""
+    from easysched_es.runtime.kafka_cli import register as register_kafka
+
+    register_kafka(sub, common, as_json)
     try:
         from projections.cli import register as register_projections
     except ImportError:

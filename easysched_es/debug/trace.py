@@ -63,5 +63,5 @@ def trace(data: DataDir, instance: str, task: str | None = None) -> list[dict[st
             )
 
     with data.commands() as commands:
-        fold_stream(commands, state, sink=sink)
+        fold_stream(commands, state, sink=sink, progress=True)
     return entries

@@ -56,7 +56,7 @@ def verify(data: DataDir) -> VerifyReport:
             report.verified += 1
 
         with data.commands() as commands:
-            fold_stream(commands, state, sink=sink)
+            fold_stream(commands, state, sink=sink, progress=True)
         if report.divergence is None and next(recorded, None) is not None:
             report.divergence = {"offset": None, "reason": "the events log has more batches than there are commands"}
     return report
