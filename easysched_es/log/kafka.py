@@ -126,7 +126,8 @@ def ensure_topics(settings: KafkaSettings, streams: Sequence[str] = STREAMS, tim
     """
     wanted = {settings.topic(s): s for s in streams}
     try:
-        admin = KafkaAdminClient(**settings.common(), request_timeout_ms=int(timeout * 1000))
+        admin = KafkaAdminClient(**{"request_timeout_ms": int(timeout * 1000),
+                                    "bootstrap_timeout_ms": int(timeout * 1000), **settings.common()})
     except kerr.KafkaError as exc:
         raise LogError(_describe(exc, settings)) from exc
     try:

@@ -1,0 +1,140 @@
+"""The Python client on Kafka: produce commands, read the master's verdict from the events topic.
+
+```python
+import easysched_es as es
+client = es.KafkaClient("127.0.0.1:9092")
+client.define(es.load_flow("flows/etl.yaml"))    # to every partition
+instance = client.start("etl_daily")             # e.g. "2-17": partition 2, offset 17
+client.stop(instance)                            # produced to partition 2
+```
+
+Routing: a definition (or release change) goes to every partition, so every master knows it; a
+start goes to one partition (`partition=`, else round-robin over the topic); any command about an
+instance goes to the partition in its id, so an instance's commands stay in order. Produces use
+acks=all (idempotent producer). The verdict is the `EventBatch` the owning master writes for
+the command's (partition, offset); if none comes within `timeout`, `NoMasterError` says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+
+from easysched_es.client import CommandRejectedError, Verdict
+from easysched_es.core import commands as c
+from easysched_es.core.codec import decode_batch, encode
+from easysched_es.core.definitions import WorkflowDefinition
+from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowStarted
+from easysched_es.log.base import LogError
+from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
+
+
+class NoMasterError(LogError):
+    """The command is in the log, but no master decided it in time."""
+
+
+def instance_partition(instance: str) -> int:
+    """The partition of an instance id "<partition>-<offset>"."""
+    head, sep, _ = instance.partition("-")
+    if not sep or not head.isdigit():
+        raise ValueError(f"{instance!r} is not an instance id (expected PARTITION-OFFSET, e.g. 0-42)")
+    return int(head)
+
+
+class KafkaClient:
+    """Produces commands to `<prefix>.commands` and waits for the verdicts."""
+
+    def __init__(self, bootstrap: str | KafkaSettings, *, timeout: float = 30.0) -> None:
+        self.settings = bootstrap if isinstance(bootstrap, KafkaSettings) else KafkaSettings.from_env(bootstrap)
+        self.timeout = timeout
+        ensure_topics(self.settings)
+        self.commands = KafkaStream(self.settings, "commands", create=False)
+        self.events = KafkaStream(self.settings, "events", create=False)
+        self._next = itertools.count(int(time.time()))
+
+    def close(self) -> None:
+        """Close the producer and consumers."""
+        self.commands.close()
+        self.events.close()
+
+    def __enter__(self) -> KafkaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- producing ---------------------------------------------------------------------
+
+    def submit(self, command: c.Command, partition: int) -> Verdict:
+        """Produce one command to `partition` and return the master's verdict (raises on rejection)."""
+        return self.submit_many(command, [partition])[0]
+
+    def submit_many(self, command: c.Command, partitions: Sequence[int]) -> list[Verdict]:
+        """Produce the same command to several partitions; wait for every verdict."""
+        if not command.at:
+            command.at = time.time_ns() // 1_000_000
+        payload = encode(command)
+        starts = {p: self.events.end(p) for p in partitions}
+        offsets = {p: self.commands.append([payload], p)[0] for p in partitions}
+        verdicts = [self._verdict(p, offsets[p], starts[p]) for p in partitions]
+        for v in verdicts:
+            for ev in v.events:
+                if isinstance(ev, CommandRejected):
+                    raise CommandRejectedError(ev.reason, v.offset)
+        return verdicts
+
+    def _verdict(self, partition: int, offset: int, start: int) -> Verdict:
+        deadline = time.monotonic() + self.timeout
+        pos = start
+        while True:
+            for record in self.events.read(pos, partition):
+                pos = record.next
+                batch = decode_batch(record.payload)
+                if batch.offset == offset:
+                    return Verdict(offset, list(batch.events))
+            if time.monotonic() > deadline:
+                raise NoMasterError(
+                    f"command at offset {offset} of partition {partition} of {self.settings.topic('commands')} "
+                    f"was not decided within {self.timeout:.0f}s: is a master running "
+                    f"(easysched --kafka {self.settings.bootstrap} master)? The command stays in the log and "
+                    "is decided when one starts."
+                )
+            time.sleep(0.005)
+
+    # ---- the API (same as Client) --------------------------------------------------------
+
+    def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
+        """Define (and by default release) a workflow in every partition; returns its version (partition 0)."""
+        verdicts = self.submit_many(c.DefineWorkflow(definition=definition, release=release),
+                                    range(self.commands.partitions))
+        return next(ev.version for ev in verdicts[0].events if isinstance(ev, WorkflowDefined))
+
+    def release(self, workflow: str, online: bool) -> None:
+        """Put a workflow ONLINE or OFFLINE in every partition."""
+        self.submit_many(c.SetReleaseState(workflow=workflow, online=online), range(self.commands.partitions))
+
+    def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
+              *, partition: int | None = None) -> str:
+        """Start an instance (on `partition`, else round-robin); returns its id."""
+        if partition is None:
+            partition = next(self._next) % self.commands.partitions
+        verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time),
+                              partition)
+        return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+
+    def stop(self, instance: str) -> Verdict:
+        """Stop an instance: every active task is killed."""
+        return self.submit(c.StopWorkflow(instance=instance), instance_partition(instance))
+
+    def pause(self, instance: str) -> Verdict:
+        """Pause an instance."""
+        return self.submit(c.PauseWorkflow(instance=instance), instance_partition(instance))
+
+    def resume(self, instance: str) -> Verdict:
+        """Resume a paused instance."""
+        return self.submit(c.ResumeWorkflow(instance=instance), instance_partition(instance))
+
+    def kill_task(self, instance: str, task: str) -> Verdict:
+        """Kill one task of an instance."""
+        return self.submit(c.KillTask(instance=instance, task=task), instance_partition(instance))

@@ -1,0 +1,133 @@
+"""The Kafka subcommands of `easysched`: `master`, `worker`, `kafka-local start|stop|status`.
+
+`--kafka BOOTSTRAP` (or `$EASYSCHED_KAFKA`) switches the commands that change state (define,
+start, stop, pause, resume, kill-task) from the embedded log to Kafka; `status` folds the
+commands topic. Topic prefix and partition count: `$EASYSCHED_KAFKA_PREFIX` (default
+"easysched"), `$EASYSCHED_KAFKA_PARTITIONS` (default 3, used when the topics are created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
+
+
+def kafka_bootstrap(args: argparse.Namespace) -> str | None:
+    """The bootstrap servers chosen by `--kafka` or `$EASYSCHED_KAFKA`, else None (embedded log)."""
+    return getattr(args, "kafka", None) or os.environ.get("EASYSCHED_KAFKA") or None
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from easysched_es.log.kafka import KafkaSettings
+
+    bootstrap = kafka_bootstrap(args)
+    if not bootstrap:
+        print("error: this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
+              "(easysched kafka-local start gives you a local broker)", file=sys.stderr)
+        raise SystemExit(2)
+    return KafkaSettings.from_env(bootstrap)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    from easysched_es.runtime.kafka_master import KafkaMaster
+
+    def report(what: str, data: dict[str, Any]) -> None:
+        if args.events_to_stdout:
+            print(json.dumps({"event": what, **data}), flush=True)
+
+    master = KafkaMaster(_settings(args), name=args.name, session_timeout_ms=round(args.session_timeout * 1000),
+                         snapshot_every=args.snapshot_every, on_event=report)
+    stop = _stop_on_signals()
+    print(json.dumps({"event": "master_started", "pid": os.getpid(), "master": master.name}), flush=True)
+    master.run(stop)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from easysched_es.runtime.kafka_worker import KafkaWorker
+
+    worker = KafkaWorker(_settings(args), args.work_dir, group=args.group, name=args.name,
+                         kill_grace=args.kill_grace, heartbeat_timeout=args.heartbeat_timeout,
+                         session_timeout_ms=round(args.session_timeout * 1000))
+    stop = _stop_on_signals()
+    print(json.dumps({"event": "worker_started", "pid": os.getpid(), "worker": worker.name}), flush=True)
+    worker.run(stop)
+    return 0
+
+
+def cmd_kafka_local(args: argparse.Namespace) -> int:
+    from easysched_es.runtime import kafka_local
+
+    directory = Path(args.dir).absolute()
+    if args.action == "start":
+        info = kafka_local.start_detached(directory, port=args.port)
+    elif args.action == "stop":
+        stopped = kafka_local.stop_detached(directory)
+        info = {"stopped": stopped, "data_dir": str(directory)}
+    else:
+        info = kafka_local.status(directory) or {"running": False, "data_dir": str(directory)}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    elif args.action == "start":
+        print(f"Kafka {info.get('version', '')} running at {info['bootstrap']} (pid {info['pid']}, data {directory})")
+        print(f"export EASYSCHED_KAFKA={info['bootstrap']}")
+    elif args.action == "stop":
+        print("stopped" if info["stopped"] else f"no broker was running on {directory}")
+    else:
+        print(f"running at {info['bootstrap']} (pid {info['pid']})" if info.get("pid") else "not running")
+    if args.action == "status" and not info.get("pid"):
+        return 1
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
+    """Add the Kafka subcommands to the `easysched` parser."""
+    # kafka-python logs every connection at INFO: keep its warnings only.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    text = "run a master: folds the partitions the consumer group gives it, stands by otherwise (Kafka)"
+    p = sub.add_parser("master", help=text, description=text, parents=[common])
+    p.set_defaults(func=cmd_master)
+    p.add_argument("--name", help="this master's name in logs (default host:pid)")
+    p.add_argument("--session-timeout", type=float, default=10.0,
+                   help="consumer group session timeout in seconds: how fast a standby takes over (default 10)")
+    p.add_argument("--snapshot-every", type=int, default=20_000, help="commands between snapshots (default 20000)")
+    p.add_argument("--events-to-stdout", action="store_true",
+                   help="print ownership changes (assigned, ready, dropped) as JSON lines")
+
+    text = "run a worker: runs the SHELL tasks dispatched to its worker group, reports to Kafka"
+    p = sub.add_parser("worker", help=text, description=text, parents=[common])
+    p.set_defaults(func=cmd_worker)
+    p.add_argument("--group", default="default", help="worker group (default 'default')")
+    p.add_argument("--name", help="worker name; keep it across restarts to adopt running tasks (default host:pid)")
+    p.add_argument("--work-dir", type=Path, default=Path(".easysched-worker"),
+                   help="local directory for claim files and task logs (default ./.easysched-worker)")
+    p.add_argument("--kill-grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL (default 5)")
+    p.add_argument("--heartbeat-timeout", type=float, default=30.0,
+                   help="seconds without heartbeat after which masters declare this worker lost (default 30)")
+    p.add_argument("--session-timeout", type=float, default=10.0, help="consumer group session timeout (default 10)")
+
+    text = "a local single-node Apache Kafka (KRaft, no Docker) for development"
+    p = sub.add_parser("kafka-local", help=text, description=text, parents=[as_json])
+    p.set_defaults(func=cmd_kafka_local)
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--dir", type=Path, default=DEFAULT_LOCAL_DIR,
+                   help=f"broker data directory (default {DEFAULT_LOCAL_DIR})")
+    p.add_argument("--port", type=int, default=None, help="client port for a new broker (default: a free port)")

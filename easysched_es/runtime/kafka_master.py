@@ -1,0 +1,417 @@
+"""The Kafka master: one member of the consumer group over `<prefix>.commands`.
+
+Each partition is folded by exactly one master (the group assigns it); the others stand by.
+Per owned partition:
+
+- on assignment: a transactional producer (`transactional_id = <prefix>-master-p<N>`) is
+  initialised first, which fences any previous owner (a zombie's later writes are aborted);
+  then the newest snapshot of the partition is loaded and the commands are folded (state only)
+  from it up to the group's committed offset, the first command without recorded events;
+- live: each polled run of commands becomes `EventBatch` records on `<prefix>.events` (same
+  partition), forwarded `UpstreamFinished` commands to every other partition, now and then a
+  snapshot, and the consumer offset, all in ONE Kafka transaction;
+- time: when the earliest timer (or a worker heartbeat deadline) is due, a `CheckDue(now)` is
+  produced to the partition, in a transaction of the same producer (so a zombie's tick never lands).
+
+Effects (`DispatchTask`, `KillTaskProcess`) are in the events topic, written atomically with
+the decision; workers consume them from there. So, unlike the embedded master, a new owner
+does not publish `pending_effects` again: they are already in the log, and publishing them twice
+would make the log say "dispatched twice". It logs how many are owed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerr
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from easysched_es.core.codec import decode_batch, decode_snapshot, encode
+from easysched_es.core.commands import CheckDue, UpstreamFinished
+from easysched_es.core.events import EventBatch, WorkflowFinished
+from easysched_es.core.state import State, worker_deadline
+from easysched_es.core.step import pending_effects, step_record
+from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics
+
+log = logging.getLogger(__name__)
+
+TICK_RETRY_MS = 5_000
+TXN_TIMEOUT_MS = 15_000
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch milliseconds (runtime edge only)."""
+    return time.time_ns() // 1_000_000
+
+
+def snapshot_key(partition: int) -> bytes:
+    """The compaction key of a partition's snapshots."""
+    return f"p{partition}".encode()
+
+
+def load_snapshot(snapshots: KafkaStream, partition: int, covering_at_most: int | None = None) -> State | None:
+    """The newest good snapshot of `partition` whose position is at most `covering_at_most`."""
+    end = snapshots.end(partition)
+    best: State | None = None
+    for record in snapshots.iter_records(partition, max(0, end - 16)):
+        try:
+            snap = decode_snapshot(record.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("snapshot at offset %d of partition %d is unusable: %s", record.offset, partition, exc)
+            continue
+        if snap.partition != partition or (covering_at_most is not None and snap.position > covering_at_most):
+            continue
+        if best is None or snap.last_offset >= best.last_offset:
+            best = State.restore(snap)
+    return best
+
+
+@dataclass
+class _Owned:
+    partition: int
+    producer: KafkaProducer
+    state: State
+    replay_until: int
+    ready: bool = False
+    since_snapshot: int = 0
+    tick_sent_at: int | None = None
+    replayed: int = 0
+    owed: int = 0
+    recovered_at: float = field(default_factory=time.monotonic)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, master: KafkaMaster) -> None:
+        self.master = master
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.master._drop(tp.partition, "revoked")
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        for tp in assigned:
+            self.master._to_recover.add(tp.partition)
+
+
+class KafkaMaster:
+    """A master process's share of the partitions; `run(stop)` until stopped."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        name: str | None = None,
+        session_timeout_ms: int = 10_000,
+        snapshot_every: int = 20_000,
+        clock: Callable[[], int] = wall_ms,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self.on_event = on_event
+        counts = ensure_topics(settings)
+        self.partitions = counts[settings.topic("commands")]
+        self.commands_topic = settings.topic("commands")
+        self.events_topic = settings.topic("events")
+        self.snapshots_topic = settings.topic("snapshots")
+        self.group = f"{settings.prefix}-masters"
+        self.snapshots = KafkaStream(settings, "snapshots", create=False)
+        self.owned: dict[int, _Owned] = {}
+        self._to_recover: set[int] = set()
+        self.consumer = KafkaConsumer(
+            **settings.common(),
+            group_id=self.group,
+            client_id=f"easysched-master-{self.name}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+            max_poll_interval_ms=max(60_000, session_timeout_ms * 2),
+            **FAST_CONSUMER,
+        )
+        self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
+
+    # ---- ownership ---------------------------------------------------------------------
+
+    def _emit(self, what: str, **data: Any) -> None:
+        log.info("%s %s", what, " ".join(f"{k}={v}" for k, v in data.items()))
+        if self.on_event is not None:
+            self.on_event(what, {**data, "t": time.time()})
+
+    def _drop(self, partition: int, why: str) -> None:
+        self._to_recover.discard(partition)
+        owned = self.owned.pop(partition, None)
+        if owned is None:
+            return
+        self._emit("partition_dropped", partition=partition, why=why, master=self.name)
+        try:
+            owned.producer.close(timeout=2)
+        except Exception:  # noqa: BLE001 - a fenced or broken producer may fail to close; it is gone anyway
+            log.debug("closing the producer of partition %d failed", partition, exc_info=True)
+
+    def _producer(self, partition: int) -> KafkaProducer:
+        producer = KafkaProducer(
+            **self.settings.common(),
+            client_id=f"easysched-master-{self.name}-p{partition}",
+            transactional_id=f"{self.settings.prefix}-master-p{partition}",
+            transaction_timeout_ms=30_000,
+            max_block_ms=TXN_TIMEOUT_MS,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            batch_size=1 << 20,
+            max_request_size=32 << 20,
+        )
+        producer.init_transactions()
+        return producer
+
+    def _recover(self, partition: int) -> None:
+        """Fence the previous owner, load the newest snapshot, and seek to fold the tail."""
+        tp = TopicPartition(self.commands_topic, partition)
+        producer = self._producer(partition)
+        committed = self.consumer.committed(tp, timeout_ms=TXN_TIMEOUT_MS) or 0
+        state = load_snapshot(self.snapshots, partition, committed) or State(partition)
+        state.partition = partition
+        self.consumer.seek(tp, state.position)
+        owned = _Owned(partition, producer, state, committed)
+        self.owned[partition] = owned
+        self._emit("partition_assigned", partition=partition, master=self.name, snapshot=state.last_offset,
+                   committed=committed)
+        if state.position >= committed:
+            self._ready(owned)
+
+    def _ready(self, owned: _Owned) -> None:
+        owned.ready = True
+        owned.owed = len(pending_effects(owned.state))
+        self._emit("partition_ready", partition=owned.partition, master=self.name, replayed=owned.replayed,
+                   owed_effects=owned.owed, timers=len(owned.state.queue.entries()),
+                   seconds=round(time.monotonic() - owned.recovered_at, 3))
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def poll_once(self, timeout_ms: int) -> int:
+        """Poll, recover new partitions, decide what arrived, tick; return how many commands were decided."""
+        batches = self.consumer.poll(timeout_ms=timeout_ms)
+        fresh = set(self._to_recover)
+        self._to_recover.clear()
+        for partition in sorted(fresh):
+            try:
+                self._recover(partition)
+            except kerr.KafkaError as exc:
+                log.warning("recovery of partition %d failed (%s); retrying", partition, exc)
+                self._drop(partition, f"recovery failed: {exc}")
+                self._to_recover.add(partition)
+                time.sleep(0.5)
+        decided = 0
+        for tp, records in batches.items():
+            owned = self.owned.get(tp.partition)
+            if owned is None or tp.partition in fresh:
+                continue  # fetched before the seek of a recovery: refetched from the snapshot position
+            decided += self._apply(owned, records)
+        self._tick()
+        return decided
+
+    def _apply(self, owned: _Owned, records: list[Any]) -> int:
+        state = owned.state
+        payloads: list[bytes] = []
+        forwards: list[bytes] = []
+        partition = owned.partition
+        for record in records:
+            offset = record.offset
+            if offset < state.position:
+                continue
+            value = record.value if record.value is not None else b""
+            _, events, tag = step_record(state, value, offset)
+            state.position = offset + 1
+            if offset < owned.replay_until:
+                owned.replayed += 1
+                if state.position >= owned.replay_until:
+                    self._ready(owned)
+                continue
+            if tag == "check_due":
+                owned.tick_sent_at = None
+            payloads.append(encode(EventBatch(offset=offset, at=state.now, command=tag, events=events,
+                                              partition=partition)))
+            for ev in events:
+                if isinstance(ev, WorkflowFinished):
+                    forwards.append(encode(UpstreamFinished(
+                        at=state.now, workflow=ev.workflow, instance=ev.instance, state=ev.state,
+                        base_time=ev.base_time, task_states=ev.task_states)))
+        if not payloads:
+            return 0
+        owned.since_snapshot += len(payloads)
+        snapshot = None
+        if owned.since_snapshot >= self.snapshot_every:
+            snapshot = encode(state.snapshot())
+        try:
+            self._commit(owned, payloads, forwards, snapshot)
+        except kerr.KafkaError as exc:
+            self._failed(owned, exc)
+            return 0
+        if snapshot is not None:
+            owned.since_snapshot = 0
+        return len(payloads)
+
+    def _commit(self, owned: _Owned, payloads: list[bytes], forwards: list[bytes], snapshot: bytes | None) -> None:
+        producer, p = owned.producer, owned.partition
+        producer.begin_transaction()
+        for payload in payloads:
+            producer.send(self.events_topic, value=payload, partition=p)
+        for fwd in forwards:
+            for q in range(self.partitions):
+                if q != p:
+                    producer.send(self.commands_topic, value=fwd, partition=q)
+        if snapshot is not None:
+            producer.send(self.snapshots_topic, key=snapshot_key(p), value=snapshot, partition=p)
+        offsets = {TopicPartition(self.commands_topic, p): OffsetAndMetadata(owned.state.position, "", -1)}
+        _bounded(producer, producer._transaction_manager.send_offsets_to_transaction(  # noqa: SLF001
+            offsets, self.consumer.group_metadata()))
+        _bounded(producer, producer._transaction_manager.begin_commit())  # noqa: SLF001
+
+    def _failed(self, owned: _Owned, exc: BaseException) -> None:
+        """A transaction failed: what was folded since the last commit may not be in the log."""
+        p = owned.partition
+        fenced = isinstance(exc, (kerr.ProducerFencedError, kerr.CommitFailedError)) or "Fenced" in type(exc).__name__
+        self._emit("transaction_failed", partition=p, master=self.name, error=f"{type(exc).__name__}: {exc}",
+                   fenced=fenced)
+        with _suppress():
+            _bounded(owned.producer, owned.producer._transaction_manager.begin_abort(), 5_000)  # noqa: SLF001
+        self._drop(p, "fenced" if fenced else f"transaction failed: {exc}")
+        tp = TopicPartition(self.commands_topic, p)
+        if fenced:
+            # Another master owns it now; wait for the group to tell us what we own.
+            with _suppress():
+                self.consumer.pause(tp)
+        else:
+            self._to_recover.add(p)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for owned in list(self.owned.values()):
+            if not owned.ready:
+                continue
+            state = owned.state
+            due = state.queue.earliest()
+            deadline = worker_deadline(state)
+            if deadline is not None and (due is None or deadline < due):
+                due = deadline
+            if due is None or now < due:
+                continue
+            if owned.tick_sent_at is not None and now - owned.tick_sent_at < TICK_RETRY_MS:
+                continue
+            try:
+                owned.producer.begin_transaction()
+                owned.producer.send(self.commands_topic, value=encode(CheckDue(at=now, now=now)),
+                                    partition=owned.partition)
+                _bounded(owned.producer, owned.producer._transaction_manager.begin_commit())  # noqa: SLF001
+                owned.tick_sent_at = now
+            except kerr.KafkaError as exc:
+                self._failed(owned, exc)
+
+    def next_due(self) -> int | None:
+        """The earliest due time over the owned partitions (for the loop's wait)."""
+        dues = [d for o in self.owned.values() if o.ready
+                for d in (o.state.queue.earliest(), worker_deadline(o.state)) if d is not None]
+        return min(dues) if dues else None
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll, decide and tick until `stop` is set; then leave the group."""
+        try:
+            while not stop.is_set():
+                due = self.next_due()
+                wait = 100
+                if due is not None:
+                    wait = max(0, min(wait, due - self.clock()))
+                try:
+                    self.poll_once(wait)
+                except kerr.KafkaError as exc:
+                    log.warning("poll failed (%s); retrying", exc)
+                    time.sleep(0.5)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Leave the group and close the producers."""
+        for p in list(self.owned):
+            self._drop(p, "master stopping")
+        with _suppress():
+            self.consumer.close(autocommit=False)
+        self.snapshots.close()
+
+
+def _bounded(producer: KafkaProducer, result: Any, timeout_ms: int = TXN_TIMEOUT_MS) -> None:
+    """Wait for a transactional request like kafka-python's own methods do, but not forever.
+
+    `commit_transaction()` and `send_offsets_to_transaction()` wait without a bound; while the broker
+    restarts that can outlast the group's poll interval. A timeout fails the transaction instead: the
+    partition is recovered from the log (the transaction commits or aborts as a whole either way).
+    """
+    producer._sender.wakeup()  # noqa: SLF001 - what the library's wrapper does before waiting
+    if not result.wait(timeout_ms=timeout_ms):
+        raise kerr.KafkaTimeoutError(f"transactional request not answered within {timeout_ms} ms")
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        if exc[0] is not None:
+            log.debug("ignored: %s", exc[1])
+        return True
+
+
+# ---- replay and verification (tools and tests) ----------------------------------------------
+
+
+def replay_partition(settings: KafkaSettings, partition: int) -> Iterator[tuple[int, bytes, State, list[Any], str]]:
+    """Fold the committed commands of `partition` from offset 0, yielding each step."""
+    state = State(partition)
+    with KafkaStream(settings, "commands", create=False) as commands:
+        for record in commands.iter_records(partition):
+            _, events, tag = step_record(state, record.payload, record.offset)
+            state.position = record.next
+            yield record.offset, record.payload, state, events, tag
+
+
+def verify_partition(settings: KafkaSettings, partition: int) -> tuple[State, list[str]]:
+    """Replay `partition` from scratch and compare with the recorded event batches.
+
+    Returns the replayed state and the problems found: a command without a batch although a later
+    command has one (lost), a batch twice, or a batch that differs from the replay. Commands after
+    the last decided one are not decided yet (a live master may still be at work), not lost.
+    """
+    problems: list[str] = []
+    recorded: dict[int, bytes] = {}
+    with KafkaStream(settings, "events", create=False) as events:
+        for record in events.iter_records(partition):
+            batch = decode_batch(record.payload)
+            if batch.offset in recorded:
+                problems.append(f"p{partition}: two batches for command offset {batch.offset}")
+            recorded[batch.offset] = record.payload
+    state = State(partition)
+    last_decided = max(recorded, default=-1)
+    for offset, _, state, evs, tag in replay_partition(settings, partition):
+        mine = encode(EventBatch(offset=offset, at=state.now, command=tag, events=evs, partition=partition))
+        got = recorded.pop(offset, None)
+        if got is None:
+            if offset < last_decided:  # after the last decided command it is merely not decided yet
+                problems.append(f"p{partition}: command at offset {offset} ({tag}) has no recorded batch")
+        elif got != mine:
+            problems.append(f"p{partition}: batch for offset {offset} differs from the replay")
+    for offset in sorted(recorded):
+        problems.append(f"p{partition}: batch for offset {offset} has no command")
+    return state, problems
