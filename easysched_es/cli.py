@@ -19,7 +19,7 @@ from easysched_es.debug.views import iso, status_view, timers_view
 from easysched_es.flows import FlowFileError, load_flow
 from easysched_es.log.base import LogError, LogLockedError
 from easysched_es.runtime.datadir import DataDir, resolve
-from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.fold import LogSource, fold_stream, instance_partition, load_state, load_states, start_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +48,26 @@ def _client(args: argparse.Namespace) -> Any:
 
 def _data(args: argparse.Namespace) -> DataDir:
     return DataDir(args.data_dir)
+
+
+def _source(args: argparse.Namespace) -> LogSource:
+    """What the queries fold: the Kafka topics with --kafka / EASYSCHED_KAFKA, else the data directory."""
+    from easysched_es.runtime.kafka_cli import kafka_bootstrap
+
+    bootstrap = kafka_bootstrap(args)
+    if bootstrap:
+        from easysched_es.log.kafka import KafkaSettings
+        from easysched_es.runtime.kafka_master import KafkaLog
+
+        return KafkaLog(KafkaSettings.from_env(bootstrap))
+    return _data(args)
+
+
+def _partition_of(instance: str) -> int | None:
+    try:
+        return instance_partition(instance)
+    except ValueError:
+        return None
 
 
 # ---- commands that change state ----------------------------------------------------------
@@ -120,8 +140,13 @@ def _simple(method: str) -> Handler:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state = load_state(_data(args), progress=True)
-    view = status_view(state, args.instance)
+    source = _source(args)
+    if args.instance is None:
+        view = status_view(load_states(source, progress=True))
+    else:
+        partition = _partition_of(args.instance)
+        known = partition is not None and partition < source.partitions
+        view = status_view(load_state(source, partition=partition, progress=True), args.instance) if known else []
     if args.instance and not view:
         print(f"unknown instance {args.instance!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -139,7 +164,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_timers(args: argparse.Namespace) -> int:
-    view = timers_view(load_state(_data(args), progress=True))
+    view = timers_view(load_states(_source(args), progress=True))
     if args.json:
         _print_json(view)
     else:
@@ -151,7 +176,7 @@ def cmd_timers(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    entries = trace(_data(args), args.instance, args.task)
+    entries = trace(_source(args), args.instance, args.task)
     if not entries:
         print(f"nothing in the log touched instance {args.instance!r}", file=sys.stderr)
         return EXIT_FAILED
@@ -169,8 +194,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    state = load_state(_data(args), until=args.until, progress=True)
+    state = load_state(_source(args), partition=args.partition, until=args.until, progress=True)
     result = {
+        "partition": args.partition,
         "until": args.until,
         "last_offset": state.last_offset,
         "now": iso(state.now),
@@ -180,7 +206,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return EXIT_OK
-    print(f"state as of offset {state.last_offset} (time {iso(state.now)}):")
+    print(f"state of partition {args.partition} as of offset {state.last_offset} (time {iso(state.now)}):")
     for inst in result["instances"]:
         tasks = ", ".join(f"{t['name']}={t['state']}" for t in inst["tasks"])
         print(f"  {inst['instance']:<12} {inst['workflow']:<20} {inst['state']:<18} {tasks}")
@@ -190,9 +216,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = verify(_data(args))
+    report = verify(_source(args))
     result = {
         "ok": report.ok,
+        "partitions": report.partitions,
         "commands": report.commands,
         "verified": report.verified,
         "undecided": report.undecided,
@@ -203,30 +230,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     elif report.ok:
         print(f"ok: {report.verified} recorded batches equal the replay ({report.undecided} commands not decided yet)")
     else:
-        print("DIVERGENCE at offset", report.divergence and report.divergence.get("offset"))
+        where = report.divergence or {}
+        print(f"DIVERGENCE in partition {where.get('partition')} at offset {where.get('offset')}")
         _print_json(report.divergence)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
-    data = _data(args)
-    while True:
-        view = status_view(load_state(data), args.instance)
-        if not view:
-            print(f"unknown instance {args.instance!r}", file=sys.stderr)
-            return EXIT_FAILED
-        state = view[0]["state"]
-        if state in ("SUCCESS", "FAILURE", "STOP", "PAUSE"):
-            if args.json:
-                _print_json(view[0])
-            else:
-                print(f"{args.instance} {state}")
-            return EXIT_OK if state == "SUCCESS" else EXIT_FAILED
-        if time.monotonic() > deadline:
-            print(f"{args.instance} still {state} after {args.timeout}s", file=sys.stderr)
-            return EXIT_FAILED
-        time.sleep(0.1)
+    source = _source(args)
+    partition = _partition_of(args.instance)
+    if partition is None or partition >= source.partitions:
+        print(f"unknown instance {args.instance!r}", file=sys.stderr)
+        return EXIT_FAILED
+    folded = start_state(source, partition)
+    with source.commands() as commands:
+        while True:
+            fold_stream(commands, folded, partition=partition)
+            view = status_view(folded, args.instance)
+            if not view:
+                print(f"unknown instance {args.instance!r}", file=sys.stderr)
+                return EXIT_FAILED
+            state = view[0]["state"]
+            if state in ("SUCCESS", "FAILURE", "STOP", "PAUSE"):
+                if args.json:
+                    _print_json(view[0])
+                else:
+                    print(f"{args.instance} {state}")
+                return EXIT_OK if state == "SUCCESS" else EXIT_FAILED
+            if time.monotonic() > deadline:
+                print(f"{args.instance} still {state} after {args.timeout}s", file=sys.stderr)
+                return EXIT_FAILED
+            time.sleep(0.1)
 
 
 # ---- the service ---------------------------------------------------------------------------
@@ -307,8 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("trace", cmd_trace, "every command and event that touched an instance, in log order", as_json)
     p.add_argument("instance")
     p.add_argument("--task", help="only what touched this task (and the instance as a whole)")
-    p = add("replay", cmd_replay, "the state as of a command offset", as_json)
-    p.add_argument("--until", type=int, required=True, metavar="OFFSET")
+    p = add("replay", cmd_replay, "the state of one partition as of a command offset", as_json)
+    p.add_argument("--until", type=int, required=True, metavar="OFFSET",
+                   help="the last command offset to apply, in the partition given by --partition")
+    p.add_argument("--partition", type=int, default=0, metavar="P",
+                   help="the partition to replay (Kafka: an instance 'P-N' lives in partition P; "
+                   "the embedded log has only 0; default 0)")
     add("verify", cmd_verify, "replay the whole log and compare with the recorded events", as_json)
     p = add("wait", cmd_wait, "wait until an instance ends (exit 0 on SUCCESS, 1 otherwise)", as_json)
     p.add_argument("instance")
