@@ -7,8 +7,17 @@ from typing import Any
 from easysched_es.client import Client, CommandRejectedError
 from easysched_es.flows import load_flow
 
-__all__ = ["Client", "CommandRejectedError", "connect", "load_flow"]
+__all__ = ["Client", "CommandRejectedError", "KafkaClient", "connect", "load_flow"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`KafkaClient` is imported on first use: the embedded mode does not load kafka-python."""
+    if name == "KafkaClient":
+        from easysched_es.kafka_client import KafkaClient
+
+        return KafkaClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(data_dir: str = ".easysched") -> Any:

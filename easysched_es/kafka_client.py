@@ -28,18 +28,13 @@ from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowStarted
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
+from easysched_es.runtime.fold import instance_partition
+
+__all__ = ["KafkaClient", "NoMasterError", "instance_partition"]
 
 
 class NoMasterError(LogError):
     """The command is in the log, but no master decided it in time."""
-
-
-def instance_partition(instance: str) -> int:
-    """The partition of an instance id "<partition>-<offset>"."""
-    head, sep, _ = instance.partition("-")
-    if not sep or not head.isdigit():
-        raise ValueError(f"{instance!r} is not an instance id (expected PARTITION-OFFSET, e.g. 0-42)")
-    return int(head)
 
 
 class KafkaClient:

@@ -2,7 +2,8 @@
 
 The trace is computed by folding the commands log from the start: the fold is
 deterministic, so this is what the master decided (`verify` checks the recorded events
-agree), and it also covers commands the master has not processed yet.
+agree), and it also covers commands the master has not processed yet. Only the instance's
+partition (the number before the dash of its id) is folded.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from easysched_es.core.events import Event
 from easysched_es.core.state import State
 from easysched_es.debug.views import iso
 from easysched_es.log.base import Record
-from easysched_es.runtime.datadir import DataDir
-from easysched_es.runtime.fold import fold_stream
+from easysched_es.runtime.fold import LogSource, fold_stream, instance_partition
 
 
 def _touches(obj: object, instance: str, task: str | None) -> bool:
@@ -30,10 +30,16 @@ def _touches(obj: object, instance: str, task: str | None) -> bool:
     return named is None or named == "" or named == task
 
 
-def trace(data: DataDir, instance: str, task: str | None = None) -> list[dict[str, Any]]:
-    """The trace entries: commands and events, each with offset, time and type."""
+def trace(source: LogSource, instance: str, task: str | None = None) -> list[dict[str, Any]]:
+    """The trace entries: commands and events, each with offset (in the instance's partition), time and type."""
     entries: list[dict[str, Any]] = []
-    state = State()
+    try:
+        partition = instance_partition(instance)
+    except ValueError:
+        return entries
+    if partition >= source.partitions:
+        return entries
+    state = State(partition)
 
     def sink(record: Record, events: list[Event], tag: str) -> None:
         mine = [ev for ev in events if _touches(ev, instance, task)]
@@ -62,6 +68,6 @@ def trace(data: DataDir, instance: str, task: str | None = None) -> list[dict[st
                 {"offset": record.offset, "time": at, "kind": "event", "type": data.pop("type"), "data": data}
             )
 
-    with data.commands() as commands:
-        fold_stream(commands, state, sink=sink, progress=True)
+    with source.commands() as commands:
+        fold_stream(commands, state, partition=partition, sink=sink, progress=True)
     return entries

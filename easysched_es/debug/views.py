@@ -1,7 +1,12 @@
-"""How a state is shown to people and scripts: the `status` and `timers` JSON shapes."""
+"""How a state is shown to people and scripts: the `status` and `timers` JSON shapes.
+
+A view takes one State or several (one per Kafka partition) and merges them.
+"""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,17 +42,22 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
     }
 
 
-def status_view(state: State, instance: str | None = None) -> list[dict[str, Any]]:
-    """Every instance (or the one named) in the `status --json` shape."""
+def _each(states: State | Iterable[State]) -> list[State]:
+    return [states] if isinstance(states, State) else list(states)
+
+
+def status_view(states: State | Iterable[State], instance: str | None = None) -> list[dict[str, Any]]:
+    """Every instance (or the one named) in the `status --json` shape, partition by partition."""
+    each = _each(states)
     if instance is not None:
-        inst = state.instances.get(instance)
-        return [] if inst is None else [instance_view(inst)]
-    return [instance_view(i) for i in state.instances.values()]
+        found = [s.instances[instance] for s in each if instance in s.instances]
+        return [instance_view(inst) for inst in found[:1]]
+    return [instance_view(i) for s in each for i in s.instances.values()]
 
 
-def timers_view(state: State) -> list[dict[str, Any]]:
-    """Every pending delay-queue entry in firing order."""
+def timers_view(states: State | Iterable[State]) -> list[dict[str, Any]]:
+    """Every pending delay-queue entry in firing order (merged over the partitions)."""
     return [
         {"instance": t.instance, "task": t.task, "kind": t.kind, "due": iso(t.due), "due_ms": t.due}
-        for t in state.queue.entries()
+        for t in heapq.merge(*(s.queue.entries() for s in _each(states)), key=lambda t: t.due)
     ]

@@ -13,6 +13,7 @@ Driver exceptions are translated into `LogError` with a message that says what t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -144,11 +145,9 @@ def ensure_topics(settings: KafkaSettings, streams: Sequence[str] = STREAMS, tim
                     configs["cleanup.policy"] = "compact"
                 missing[topic] = {"num_partitions": settings.partitions, "replication_factor": -1, "configs": configs}
         if missing:
-            try:
+            with contextlib.suppress(kerr.TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=int(timeout * 1000), raise_errors=False,
                                     wait_for_metadata=True)
-            except kerr.TopicAlreadyExistsError:
-                pass
             for info in admin.describe_topics(list(missing)):
                 name = info.get("topic") or info.get("name")
                 if info.get("partitions"):
@@ -223,7 +222,7 @@ class KafkaStream:
         self._closed = False
 
     def _count_partitions(self) -> int:
-        consumer = KafkaConsumer(**self.settings.common(), group_id=None)
+        consumer = KafkaConsumer(**self.settings.common(), group_id=None, enable_auto_commit=False)
         try:
             parts = consumer.partitions_for_topic(self.topic)
         except kerr.KafkaError as exc:
@@ -341,7 +340,7 @@ class KafkaStream:
         with self._readers_lock:
             self._check_open()
             if self._end_consumer is None:
-                self._end_consumer = KafkaConsumer(**self.settings.common(), group_id=None,
+                self._end_consumer = KafkaConsumer(**self.settings.common(), group_id=None, enable_auto_commit=False,
                                                    isolation_level="read_committed")
             try:
                 return int(self._end_consumer.end_offsets([tp])[tp])

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from easysched_es.core.state import State
 from easysched_es.log.embedded import EmbeddedStream
+from easysched_es.runtime.snapshots import SnapshotStore
 
 DEFAULT_DATA_DIR = ".easysched"
 
@@ -28,7 +30,9 @@ def resolve(data_dir: str | Path | None) -> Path:
 
 
 class DataDir:
-    """Paths and streams of one embedded data directory."""
+    """Paths and streams of one embedded data directory (a `runtime.fold.LogSource`)."""
+
+    partitions = 1
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = resolve(root)
@@ -46,3 +50,7 @@ class DataDir:
     def events(self) -> EmbeddedStream:
         """Open the events stream."""
         return EmbeddedStream(self.root / "events")
+
+    def load_snapshot(self, partition: int = 0, until: int | None = None) -> State | None:
+        """The newest good snapshot covering at most command offset `until` (None: any)."""
+        return SnapshotStore(self.snapshots).load(until) if partition == 0 else None

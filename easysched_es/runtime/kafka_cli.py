@@ -1,8 +1,10 @@
 """The Kafka subcommands of `easysched`: `master`, `worker`, `kafka-local start|stop|status`.
 
 `--kafka BOOTSTRAP` (or `$EASYSCHED_KAFKA`) switches the commands that change state (define,
-start, stop, pause, resume, kill-task) from the embedded log to Kafka; `status` folds the
-commands topic. Topic prefix and partition count: `$EASYSCHED_KAFKA_PREFIX` (default
+start, stop, pause, resume, kill-task) from the embedded log to Kafka, and the queries (status,
+timers, trace, replay, verify, wait) fold the commands topic, each partition its own State
+(`runtime.kafka_master.KafkaLog`); `replay --until OFFSET --partition P` replays one partition.
+Topic prefix and partition count: `$EASYSCHED_KAFKA_PREFIX` (default
 "easysched"), `$EASYSCHED_KAFKA_PARTITIONS` (default 3, used when the topics are created).
 """
 

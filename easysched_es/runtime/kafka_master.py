@@ -26,7 +26,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +36,12 @@ from kafka import errors as kerr
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from easysched_es.core.codec import decode_batch, decode_snapshot, encode
+from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.commands import CheckDue, UpstreamFinished
 from easysched_es.core.events import EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
 from easysched_es.core.step import pending_effects, step_record
+from easysched_es.debug.verify import VerifyReport, verify_partition_into
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class KafkaMaster:
         self._emit("partition_dropped", partition=partition, why=why, master=self.name)
         try:
             owned.producer.close(timeout=2)
-        except Exception:  # noqa: BLE001 - a fenced or broken producer may fail to close; it is gone anyway
+        except Exception:
             log.debug("closing the producer of partition %d failed", partition, exc_info=True)
 
     def _producer(self, partition: int) -> KafkaProducer:
@@ -277,9 +278,9 @@ class KafkaMaster:
         if snapshot is not None:
             producer.send(self.snapshots_topic, key=snapshot_key(p), value=snapshot, partition=p)
         offsets = {TopicPartition(self.commands_topic, p): OffsetAndMetadata(owned.state.position, "", -1)}
-        _bounded(producer, producer._transaction_manager.send_offsets_to_transaction(  # noqa: SLF001
+        _bounded(producer, producer._transaction_manager.send_offsets_to_transaction(
             offsets, self.consumer.group_metadata()))
-        _bounded(producer, producer._transaction_manager.begin_commit())  # noqa: SLF001
+        _bounded(producer, producer._transaction_manager.begin_commit())
 
     def _failed(self, owned: _Owned, exc: BaseException) -> None:
         """A transaction failed: what was folded since the last commit may not be in the log."""
@@ -288,7 +289,7 @@ class KafkaMaster:
         self._emit("transaction_failed", partition=p, master=self.name, error=f"{type(exc).__name__}: {exc}",
                    fenced=fenced)
         with _suppress():
-            _bounded(owned.producer, owned.producer._transaction_manager.begin_abort(), 5_000)  # noqa: SLF001
+            _bounded(owned.producer, owned.producer._transaction_manager.begin_abort(), 5_000)
         self._drop(p, "fenced" if fenced else f"transaction failed: {exc}")
         tp = TopicPartition(self.commands_topic, p)
         if fenced:
@@ -316,7 +317,7 @@ class KafkaMaster:
                 owned.producer.begin_transaction()
                 owned.producer.send(self.commands_topic, value=encode(CheckDue(at=now, now=now)),
                                     partition=owned.partition)
-                _bounded(owned.producer, owned.producer._transaction_manager.begin_commit())  # noqa: SLF001
+                _bounded(owned.producer, owned.producer._transaction_manager.begin_commit())
                 owned.tick_sent_at = now
             except kerr.KafkaError as exc:
                 self._failed(owned, exc)
@@ -359,7 +360,7 @@ def _bounded(producer: KafkaProducer, result: Any, timeout_ms: int = TXN_TIMEOUT
     restarts that can outlast the group's poll interval. A timeout fails the transaction instead: the
     partition is recovered from the log (the transaction commits or aborts as a whole either way).
     """
-    producer._sender.wakeup()  # noqa: SLF001 - what the library's wrapper does before waiting
+    producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_ms):
         raise kerr.KafkaTimeoutError(f"transactional request not answered within {timeout_ms} ms")
 
@@ -374,44 +375,46 @@ class _suppress:
         return True
 
 
-# ---- replay and verification (tools and tests) ----------------------------------------------
+# ---- the log as a fold source: status, trace, replay, verify (tools and tests) ----------------
 
 
-def replay_partition(settings: KafkaSettings, partition: int) -> Iterator[tuple[int, bytes, State, list[Any], str]]:
-    """Fold the committed commands of `partition` from offset 0, yielding each step."""
-    state = State(partition)
-    with KafkaStream(settings, "commands", create=False) as commands:
-        for record in commands.iter_records(partition):
-            _, events, tag = step_record(state, record.payload, record.offset)
-            state.position = record.next
-            yield record.offset, record.payload, state, events, tag
+class KafkaLog:
+    """The Kafka topics as a `runtime.fold.LogSource`: the queries fold each partition like the master."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._partitions: int | None = None
+
+    @property
+    def partitions(self) -> int:
+        """The commands topic's partition count."""
+        if self._partitions is None:
+            with self.commands() as commands:
+                self._partitions = commands.partitions
+        return self._partitions
+
+    def commands(self) -> KafkaStream:
+        """Open the commands topic (it must exist: a master, worker or client creates it)."""
+        return KafkaStream(self.settings, "commands", create=False)
+
+    def events(self) -> KafkaStream:
+        """Open the events topic."""
+        return KafkaStream(self.settings, "events", create=False)
+
+    def load_snapshot(self, partition: int, until: int | None = None) -> State | None:
+        """The newest snapshot of `partition` covering at most command offset `until` (None: any)."""
+        with KafkaStream(self.settings, "snapshots", create=False) as snapshots:
+            return load_snapshot(snapshots, partition, None if until is None else until + 1)
 
 
 def verify_partition(settings: KafkaSettings, partition: int) -> tuple[State, list[str]]:
-    """Replay `partition` from scratch and compare with the recorded event batches.
+    """Replay `partition` from scratch and compare with its recorded event batches (`debug.verify`).
 
-    Returns the replayed state and the problems found: a command without a batch although a later
-    command has one (lost), a batch twice, or a batch that differs from the replay. Commands after
-    the last decided one are not decided yet (a live master may still be at work), not lost.
+    Returns the replayed state and the problems found (the first divergence), empty when the
+    recorded batches equal the replay. Commands after the last decided one are not decided yet.
     """
-    problems: list[str] = []
-    recorded: dict[int, bytes] = {}
-    with KafkaStream(settings, "events", create=False) as events:
-        for record in events.iter_records(partition):
-            batch = decode_batch(record.payload)
-            if batch.offset in recorded:
-                problems.append(f"p{partition}: two batches for command offset {batch.offset}")
-            recorded[batch.offset] = record.payload
-    state = State(partition)
-    last_decided = max(recorded, default=-1)
-    for offset, _, state, evs, tag in replay_partition(settings, partition):
-        mine = encode(EventBatch(offset=offset, at=state.now, command=tag, events=evs, partition=partition))
-        got = recorded.pop(offset, None)
-        if got is None:
-            if offset < last_decided:  # after the last decided command it is merely not decided yet
-                problems.append(f"p{partition}: command at offset {offset} ({tag}) has no recorded batch")
-        elif got != mine:
-            problems.append(f"p{partition}: batch for offset {offset} differs from the replay")
-    for offset in sorted(recorded):
-        problems.append(f"p{partition}: batch for offset {offset} has no command")
-    return state, problems
+    report = VerifyReport()
+    log_ = KafkaLog(settings)
+    with log_.commands() as commands, log_.events() as events:
+        state = verify_partition_into(report, commands, events, partition)
+    return state, [] if report.ok else [f"p{partition}: {report.divergence}"]

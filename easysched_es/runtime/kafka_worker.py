@@ -2,9 +2,16 @@
 
 Workers of one worker group form a consumer group (`<prefix>-workers-<group>`) over the events
 topic: each events partition is read by one worker of the group, which runs the `DispatchTask`
-effects of its group found there and the `KillTaskProcess` effects for attempts it claimed. An
-attempt's dispatch and kill are in the same partition, in that order, so the worker that ran it
-sees its kill. The process handling (claim files, process groups, kill grace, adoption after a
+effects of its group found there and the `KillTaskProcess` effects for attempts it claimed.
+
+Kills are also read from EVERY events partition by a second, group-less consumer (from the end
+of the topic as of the worker's start): a rebalance can move an events partition to another
+worker while this one still runs tasks dispatched from it, and the kills for those tasks then
+land with the new owner, which ignores them (not its claims). Each worker therefore acts on a
+kill for any attempt it claimed, whoever owns the partition now. A kill seen for an attempt not
+(yet) claimed here is remembered: if the dispatch of that attempt comes later (the group consumer
+lags), the attempt is killed before it starts instead of running. Each kill is acted on once per
+worker process. The process handling (claim files, process groups, kill grace, adoption after a
 restart) is `runtime.worker.Worker`, with its claims in the worker's own directory.
 
 The consumer offset is committed after the effects of a poll were applied; an effect seen twice
@@ -18,10 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
 from easysched_es.core import commands as c
@@ -29,9 +38,12 @@ from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.events import DispatchTask, Event, KillTaskProcess
 from easysched_es.kafka_client import instance_partition
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
-from easysched_es.runtime.worker import Worker, now_ms
+from easysched_es.runtime.worker import Key, Worker, now_ms
 
 log = logging.getLogger(__name__)
+
+# Kill effects remembered (acted on, or waiting for a dispatch this worker may still see).
+REMEMBERED_KILLS = 100_000
 
 
 class KafkaWorker:
@@ -69,6 +81,17 @@ class KafkaWorker:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         )
+        # Every events partition, for the kills (see the module doc); positioned at the end now.
+        self.kill_consumer = KafkaConsumer(**settings.common(), group_id=None, enable_auto_commit=False,
+                                           isolation_level="read_committed")
+        events = [TopicPartition(settings.topic("events"), p) for p in range(counts[settings.topic("events")])]
+        self.kill_consumer.assign(events)
+        self.kill_consumer.seek_to_end(*events)
+        for tp in events:
+            self.kill_consumer.position(tp)
+        self._apply_lock = threading.Lock()
+        # key -> the kill effect while not acted on (the dispatch may come later), None once acted on.
+        self._kills: OrderedDict[Key, KillTaskProcess | None] = OrderedDict()
 
     def _report(self, command: c.Command) -> None:
         partition = instance_partition(command.instance)  # type: ignore[union-attr]
@@ -84,53 +107,96 @@ class KafkaWorker:
         key = (effect.instance, effect.task, effect.attempt)
         if key in self.worker.running():
             return True
-        claim, _ = self.worker._paths(*key)  # noqa: SLF001 - the claim file decides ownership
+        claim, _ = self.worker._paths(*key)
         return claim.exists()
 
     def apply(self, effect: Event) -> None:
-        """Run one effect now, on this thread (the offset is committed after it)."""
+        """Run one effect now (the offset is committed after it); effects are applied one at a time."""
+        with self._apply_lock:
+            try:
+                if isinstance(effect, DispatchTask):
+                    if effect.worker_group != self.group:
+                        return
+                    kill = self._kills.get((effect.instance, effect.task, effect.attempt))
+                    if kill is None:
+                        self.worker._dispatch(effect)
+                    else:  # its kill came first (from another partition's reader): never start it
+                        self._remember(kill, acted=True)
+                        self.worker._kill(kill)
+                elif isinstance(effect, KillTaskProcess):
+                    key = (effect.instance, effect.task, effect.attempt)
+                    if key in self._kills and self._kills[key] is None:
+                        return  # acted on already (seen by both readers)
+                    mine = self._mine(effect)
+                    self._remember(effect, acted=mine)
+                    if mine:
+                        self.worker._kill(effect)
+            except Exception:
+                log.exception("effect %r failed", effect)
+
+    def _remember(self, kill: KillTaskProcess, *, acted: bool) -> None:
+        key = (kill.instance, kill.task, kill.attempt)
+        self._kills[key] = None if acted else kill
+        self._kills.move_to_end(key)
+        while len(self._kills) > REMEMBERED_KILLS:
+            self._kills.popitem(last=False)
+
+    @staticmethod
+    def _effects(records: list[Any]) -> list[Event]:
+        """The dispatch and kill effects in polled events records."""
+        out: list[Event] = []
+        for record in records:
+            try:
+                batch = decode_batch(record.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.error("undecodable events record at offset %d: %s", record.offset, exc)
+                continue
+            out.extend(ev for ev in batch.events if isinstance(ev, (DispatchTask, KillTaskProcess)))
+        return out
+
+    @staticmethod
+    def _poll(consumer: KafkaConsumer) -> dict[Any, list[Any]]:
+        """One poll of `consumer`; nothing (after a pause) when the broker cannot be reached."""
         try:
-            if isinstance(effect, DispatchTask):
-                if effect.worker_group == self.group:
-                    self.worker._dispatch(effect)  # noqa: SLF001
-            elif isinstance(effect, KillTaskProcess) and self._mine(effect):
-                self.worker._kill(effect)  # noqa: SLF001
-        except Exception:
-            log.exception("effect %r failed", effect)
+            return consumer.poll(timeout_ms=100)
+        except kerr.KafkaError as exc:
+            log.warning("poll failed (%s); retrying", exc)
+            time.sleep(0.5)
+            return {}
+
+    def _kill_loop(self, stop: threading.Event) -> None:
+        """Act on the kills of every events partition (for attempts this worker claimed)."""
+        while not stop.is_set():
+            for records in self._poll(self.kill_consumer).values():
+                for ev in self._effects(records):
+                    if isinstance(ev, KillTaskProcess):
+                        self.apply(ev)
 
     def run(self, stop: threading.Event) -> None:
         """Consume effects, heartbeat, until `stop`; task processes keep running (a restart adopts them)."""
         self.worker.start()
+        kills = threading.Thread(target=self._kill_loop, args=(stop,), name="worker-kills", daemon=True)
+        kills.start()
         last_beat = 0.0
         try:
             while not stop.is_set():
                 if time.monotonic() - last_beat >= self.heartbeat_timeout / 3:
                     self.heartbeat()
                     last_beat = time.monotonic()
-                try:
-                    batches = self.consumer.poll(timeout_ms=100)
-                except kerr.KafkaError as exc:
-                    log.warning("poll failed (%s); retrying", exc)
-                    time.sleep(0.5)
-                    continue
+                batches = self._poll(self.consumer)
                 if not batches:
                     continue
                 for records in batches.values():
-                    for record in records:
-                        try:
-                            batch = decode_batch(record.value)
-                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                            log.error("undecodable events record at offset %d: %s", record.offset, exc)
-                            continue
-                        for ev in batch.events:
-                            if isinstance(ev, (DispatchTask, KillTaskProcess)):
-                                self.apply(ev)
+                    for ev in self._effects(records):
+                        self.apply(ev)
                 self.producer.flush()
                 try:
                     self.consumer.commit()
                 except kerr.KafkaError as exc:
                     log.warning("could not commit the events offsets (%s); effects may be seen again", exc)
         finally:
+            stop.set()
+            kills.join(5)
             self.close()
 
     def close(self) -> None:
@@ -141,3 +207,4 @@ class KafkaWorker:
             self.producer.close(timeout=10)
         finally:
             self.consumer.close(autocommit=False)
+            self.kill_consumer.close(autocommit=False)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 
 from easysched_es.core import events as e
@@ -318,3 +319,97 @@ def test_broker_restart_mid_run(local_kafka: Any, tmp_path: Path) -> None:
         assert instances[instance].tasks["work"].state == "SUCCESS"
     finally:
         c.close()
+
+
+# ---- the queries with --kafka, and kills after a worker rebalance -------------------------------
+
+
+def cli(c: Cluster, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+    """Run `easysched ARGS --json` against the cluster's topics; the parsed JSON output."""
+    done = subprocess.run([sys.executable, "-m", "easysched_es", *args, "--json"], env=c.env, cwd=c.tmp,
+                          capture_output=True, timeout=120)
+    assert done.returncode in ok, (args, done.returncode, done.stdout.decode()[-3000:], done.stderr.decode()[-2000:])
+    return json.loads(done.stdout)
+
+
+def shell_flow(name: str, command: str) -> WorkflowDefinition:
+    return msgspec.convert({"name": name, "tasks": [{"name": "work", "type": "SHELL", "command": command}]},
+                           WorkflowDefinition)
+
+
+def test_cli_queries_fold_the_kafka_topics(cluster: Cluster) -> None:
+    cluster.master("master-a")
+    cluster.worker("worker-a")
+    cluster.client.define(mixed_flow("mixcli"))
+    instance = cluster.client.start("mixcli", partition=1)
+    other = cluster.client.start("mixcli", partition=2)
+    pid = running_pid(cluster, instance, "work")
+    running_pid(cluster, other, "work")
+    wait_until("a DEPENDENT check", lambda: len(checks(cluster, instance)) >= 1)
+
+    everything = cli(cluster, "status")
+    assert {i["instance"] for i in everything} >= {instance, other}  # merged over the partitions
+    one = cli(cluster, "status", instance)
+    assert one["instance"] == instance and one["workflow"] == "mixcli" and one["state"] == "RUNNING_EXECUTION"
+    tasks = {t["name"]: t for t in one["tasks"]}
+    assert tasks["work"]["state"] == "RUNNING_EXECUTION" and tasks["work"]["pid"] == pid
+    assert tasks["wait_up"]["state"] == "RUNNING_EXECUTION"
+
+    timers = cli(cluster, "timers")
+    mine = {(t["instance"], t["task"]) for t in timers}
+    assert {(instance, "wait_up"), (other, "wait_up")} <= mine
+    assert [t["due_ms"] for t in timers] == sorted(t["due_ms"] for t in timers)
+
+    cli(cluster, "--kafka", cluster.bootstrap, "stop", instance)  # the flag works as well as the env
+    assert cli(cluster, "wait", instance, "--timeout", "30", ok=(1,))["state"] == "STOP"
+    wait_until("the SHELL process gone", lambda: not pid_alive(pid), timeout=10)
+
+    entries = cli(cluster, "trace", instance)
+    start_offset = int(instance.split("-")[1])
+    assert entries[0] == {**entries[0], "offset": start_offset, "kind": "command", "type": "start"}
+    types = [x["type"] for x in entries]
+    for expected in ("dispatch", "dependent_checked", "stop", "timer_cancelled", "kill_process"):
+        assert expected in types, (expected, types)
+    assert {x["data"].get("instance") for x in entries if x["kind"] == "event"} == {instance}
+
+    then = cli(cluster, "replay", "--until", str(start_offset), "--partition", "1")
+    assert then["partition"] == 1 and then["last_offset"] == start_offset
+    assert [i["instance"] for i in then["instances"]] == [instance]  # `other` lives in partition 2
+    assert then["instances"][0]["state"] != "STOP"
+
+    report = cli(cluster, "verify")
+    assert report["ok"] and report["partitions"] == 3 and report["verified"] > 0, report
+
+
+def test_kill_reaches_the_worker_after_a_rebalance(cluster: Cluster) -> None:
+    """A kill for a task still running on worker-a lands in a partition that now belongs to worker-b."""
+    cluster.master("master-a")
+    cluster.worker("worker-a")
+    cluster.client.define(shell_flow("sleeper", "sleep 300"))
+    cluster.client.define(shell_flow("probe", "true"))
+    sleepers = {p: cluster.client.start("sleeper", partition=p) for p in range(3)}
+    pids = {p: running_pid(cluster, inst, "work") for p, inst in sleepers.items()}
+    cluster.worker("worker-b")
+
+    def moved() -> int | None:
+        """A partition whose new dispatches worker-b runs (it took the partition over)."""
+        probes = {p: cluster.client.start("probe", partition=p) for p in range(3)}
+        for p, inst in probes.items():
+            wait_until("the probe ran", lambda i=inst: any(
+                isinstance(ev, e.TaskStateChanged) and ev.state == "SUCCESS" for _, ev in cluster.events_of(i)))
+            if any(isinstance(ev, e.TaskStateChanged) and ev.worker == "worker-b" for _, ev in cluster.events_of(inst)):
+                return p
+        return None
+
+    q = wait_until("worker-b owns a partition", moved, timeout=60, every=0.5)
+    assert all(pid_alive(pid) for pid in pids.values())
+    for inst in sleepers.values():
+        cluster.client.kill_task(inst, "work")
+    for p, pid in pids.items():
+        wait_until(f"the sleeper of partition {p} gone (worker-b owns {q})", lambda pid=pid: not pid_alive(pid),
+                   timeout=10)
+    for inst in sleepers.values():
+        wait_until("the kill confirmed", lambda i=inst: any(isinstance(ev, e.KillConfirmed)
+                                                             for _, ev in cluster.events_of(i)))
+    instances = assert_consistent(cluster)
+    assert all(instances[i].tasks["work"].state == "KILL" for i in sleepers.values())
