@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -60,13 +60,13 @@ class Delete:
     key: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """Where a record came from: what a handler knows besides the event itself.
 
     `offset` is the record's offset in its own stream; `command_offset` the offset of the
     command in the commands stream (the same for a commands record); `at` the command's
-    time (epoch ms) and `command` its type tag.
+    time (epoch ms) and `command` its type tag. A NamedTuple: one is made per record, and a
+    frozen dataclass costs several times more to build.
     """
 
     stream: str
@@ -94,7 +94,13 @@ class ReadModel:
 
     `key` empty means append-only (raw logs); otherwise fragments are upserted by key.
     `on_event` maps event classes to handlers; `on_command` maps command classes (and
-    `Undecodable`) for models fed by the commands stream.
+    `Undecodable`) for models fed by the commands stream; `on_batch` is called once per
+    events record with the whole `EventBatch`.
+
+    A model may stage rows of another shape than its table (`stage` columns) and give the
+    SELECT that turns the staged rows (`{stage}`) into table rows (`expand`): the raw events
+    table stages one row per batch and lets DuckDB unnest the events, which is several
+    times faster than building a Python row per event.
     """
 
     name: str
@@ -103,16 +109,21 @@ class ReadModel:
     key: tuple[str, ...] = ()
     on_event: Mapping[type, Handler] = field(default_factory=dict)
     on_command: Mapping[type, Handler] = field(default_factory=dict)
+    on_batch: Handler | None = None
     generated: tuple[Generated, ...] = ()
+    stage: tuple[Column, ...] = ()
+    expand: str = ""
     note: str = ""
 
     def __post_init__(self) -> None:
-        names = [c.name for c in self.columns]
+        names = tuple(c.name for c in self.columns)
         if len(set(names)) != len(names):
             raise ValueError(f"{self.name}: duplicate column names")
         missing = [k for k in self.key if k not in names]
         if missing:
             raise ValueError(f"{self.name}: key columns {missing} are not columns")
+        if bool(self.stage) != bool(self.expand) or (self.stage and self.key):
+            raise ValueError(f"{self.name}: stage and expand go together, on append-only tables only")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -125,19 +136,17 @@ class ReadModel:
         names = self.column_names
         return tuple(names.index(k) for k in self.key)
 
-    def as_dict(self, row: Row) -> dict[str, Any]:
-        """A row as {column: value} (for tests and debugging)."""
-        if len(row) != len(self.columns):
-            raise ValueError(f"{self.name}: row has {len(row)} values for {len(self.columns)} columns")
-        return dict(zip(self.column_names, row, strict=True))
+    @property
+    def staged_columns(self) -> tuple[Column, ...]:
+        """The columns of the rows handlers produce (the table's, unless the model stages)."""
+        return self.stage or self.columns
 
-    def fragment(self, **values: Any) -> Row:
-        """A row with the named values and None elsewhere (for the rarer, partial events)."""
-        row: list[Any] = [None] * len(self.columns)
-        names = self.column_names
-        for name, value in values.items():
-            row[names.index(name)] = value
-        return tuple(row)
+    def as_dict(self, row: Row) -> dict[str, Any]:
+        """A handler's row as {column: value} (for tests and debugging)."""
+        names = [c.name for c in self.staged_columns]
+        if len(row) != len(names):
+            raise ValueError(f"{self.name}: row has {len(row)} values for {len(names)} columns")
+        return dict(zip(names, row, strict=True))
 
     def ddl(self) -> str:
         """The CREATE TABLE statement."""
@@ -147,6 +156,27 @@ class ReadModel:
             parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.key)})")
         body = ",\n    ".join(parts)
         return f"CREATE TABLE IF NOT EXISTS {quote(self.name)} (\n    {body}\n)"
+
+
+def fragment_maker(columns: tuple[Column, ...], *names: str) -> Callable[..., Row]:
+    """A fast constructor of row fragments: positional values for `names`, None for every other column.
+
+    `fragment_maker(COLUMNS, "instance", "state")("0-1", "KILL")` is a full-width row. The
+    function is generated once (its body is a tuple display over argument names and None),
+    because fragments are built per event and a generic loop costs several times more.
+    """
+    index = {c.name: i for i, c in enumerate(columns)}
+    unknown = [n for n in names if n not in index]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"fragment_maker: unknown or repeated columns {unknown or list(names)}")
+    slot = {index[n]: f"v{i}" for i, n in enumerate(names)}
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    body = ", ".join(slot.get(i, "None") for i in range(len(columns)))
+    namespace: dict[str, Any] = {}
+    exec(f"def make({args}):\n    return ({body},)", namespace)  # only generated identifiers
+    make: Callable[..., Row] = namespace["make"]
+    make.__doc__ = f"Row fragment with {', '.join(names)}."
+    return make
 
 
 def quote(identifier: str) -> str:

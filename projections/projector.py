@@ -16,30 +16,37 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import duckdb
 import msgspec
 from tqdm import tqdm
 
 from easysched_es.core.codec import decode_batch, decode_command
+from easysched_es.core.commands import Command
 from easysched_es.log.base import Record, Stream
 from projections.errors import ProjectionError, ProjectionLockedError
 from projections.model import Handler, ReadModel, Source, Undecodable, tag_of
 from projections.schema import ALL_VIEWS, META_DDL, META_TABLE, MODELS, OFFSETS, fingerprint
-from projections.writer import TableBuffer, Writer
+from projections.writer import Load, TableBuffer, Writer
 
 log = logging.getLogger(__name__)
 
 EVENTS = "events"
 COMMANDS = "commands"
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
-# The run loop applies at most this many records per transaction, so it notices `stop` and
-# commits often during a long catch-up; catch_up() without a limit keeps going until done.
-_RUN_CHUNK = 20_000
+# DuckDB checkpoints when the WAL passes a threshold, and a big commit checkpoints instead of
+# writing the WAL; a checkpoint rewrites the key indexes. Following the log, the default 16 MB
+# means one every minute or so at 1,000 events/s. Catching up a backlog, it meant one every
+# commit or two, which tripled the catch-up time: there the threshold is raised and the
+# projector checkpoints once at the end. A crash mid-catch-up replays a longer WAL on restart.
+CHECKPOINT_THRESHOLD = "16MB"
+_BULK_CHECKPOINT_THRESHOLD = "1GB"
+_COMMAND_TAGS = {cls: tag_of(cls) for cls in get_args(Command)}
 
 
 @dataclass(slots=True)
@@ -49,6 +56,17 @@ class Position:
     next_offset: int = 0
     last_command_offset: int = -1
     records: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One transaction's worth of mapped records, ready to execute."""
+
+    loads: list[Load]
+    moved: dict[tuple[str, int], Position]
+    records: int
+    events: int
+    full: bool  # a read came back (nearly) as big as allowed: there is a backlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +86,34 @@ def open_database(db_path: str | Path) -> duckdb.DuckDBPyConnection:
     over HTTP) can read the projection but no file, URL or extension on the machine.
     """
     try:
-        return duckdb.connect(str(db_path), config={"enable_external_access": False})
-    except duckdb.IOException as exc:
+        conn = duckdb.connect(str(db_path), config={"enable_external_access": False})
+    except duckdb.Error as exc:
         text = str(exc)
-        if "lock" not in text.lower():
-            raise ProjectionError(f"cannot open {db_path}: {text}") from exc
+        if not isinstance(exc, duckdb.IOException) or "lock" not in text.lower():
+            raise ProjectionError(
+                f"cannot open {db_path}: {text}. The file only holds what the log says: if it is damaged or "
+                "from another DuckDB version, delete it and it is rebuilt from the log"
+            ) from exc
         pid = re.search(r"PID (\d+)", text)
         holder = f"process {pid.group(1)}" if pid else "another process"
         raise ProjectionLockedError(
             f"{db_path} is held by {holder}: DuckDB allows one process per file. If it is the "
             "scheduler (`easysched run`), query through it: the CLI does so when its service is up"
         ) from exc
+    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    return conn
 
 
 class Projector:
     """Folds `events` (and `commands`, if given) into the DuckDB file at `db_path`.
 
+    `read_bytes` bounds what one transaction reads from each stream partition (memory versus
+    fewer, larger commits while catching up). `on_commit` is called with a `Commit` after
+    each transaction is durable (the benchmark measures lag with it).
+
     Thread-safe: `catch_up`, `rebuild` and `run` serialise on an internal lock; `cursor()`
-    gives readers their own connection to the same database at any time.
+    gives readers their own connection to the same database at any time. One projector per
+    file: a second one, in this process or another, gets ProjectionLockedError.
     """
 
     def __init__(
@@ -94,7 +122,7 @@ class Projector:
         events: Stream,
         commands: Stream | None = None,
         *,
-        read_bytes: int = 4 << 20,
+        read_bytes: int = 8 << 20,
         on_commit: Callable[[Commit], None] | None = None,
     ) -> None:
         self.db_path = db_path
@@ -105,7 +133,12 @@ class Projector:
         self._on_commit = on_commit
         self._lock = threading.RLock()
         self._cursor_lock = threading.Lock()
-        self._root = open_database(db_path)
+        self._claim = _claim(db_path)
+        try:
+            self._root = open_database(db_path)
+        except BaseException:
+            _release(self._claim)
+            raise
         # Writes go through their own connection; the root only hands out cursors, so a
         # reader never touches the connection in the middle of a write transaction.
         self._conn = self._root.cursor()
@@ -113,6 +146,9 @@ class Projector:
         self._event_dispatch = _dispatch(MODELS, "on_event", self._buffers)
         self._command_dispatch = _dispatch(MODELS, "on_command", self._buffers)
         self._writer = Writer(self._conn, (*MODELS, OFFSETS))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-commit")
+        self._inflight: Future[None] | None = None
+        self._batch_handlers = tuple((self._buffers[m.name].put, m.on_batch) for m in MODELS if m.on_batch)
         self._positions: dict[tuple[str, int], Position] = {}
         self.commits = 0
         self.events_applied = 0
@@ -188,26 +224,28 @@ class Projector:
         stderr. Each transaction covers up to `read_bytes` per stream partition.
         """
         with self._lock:
-            return self._catch_up(max_batches, progress, None)
+            return self._catch_up(max_batches, progress, None, delay=1.0)
 
     def rebuild(self, progress: bool = True) -> int:
         """Drop every table and refold both streams from their start; return the records applied."""
         with self._lock:
             self._check_open()
             self._reset()
-            return self._catch_up(None, progress, None)
+            return self._catch_up(None, progress, None, delay=0.0)
 
     def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
         """Follow the streams until `stop` is set: the body of the projector thread.
 
-        Errors are logged and retried with a growing pause (up to 5 s), so a transient
-        failure (disk full, a log being repaired) does not end the projection.
+        Catches up with whatever is there (checking `stop` between transactions), then polls
+        every `poll_interval` seconds. Errors are logged and retried with a growing pause (up
+        to 5 s), so a transient failure (disk full, a log being repaired) does not end the
+        projection; `last_error` says what went wrong meanwhile.
         """
         pause = poll_interval
         while not stop.is_set():
             try:
                 with self._lock:
-                    applied = self._catch_up(_RUN_CHUNK, False, stop)
+                    self._catch_up(None, False, stop)
                 self.last_error = None
                 pause = poll_interval
             except Exception as exc:
@@ -216,35 +254,73 @@ class Projector:
                 stop.wait(pause)
                 pause = min(pause * 2, 5.0)
                 continue
-            if applied < _RUN_CHUNK:
-                stop.wait(poll_interval)
+            stop.wait(poll_interval)
 
-    def _catch_up(self, limit: int | None, progress: bool, stop: threading.Event | None) -> int:
+    def _catch_up(self, limit: int | None, progress: bool, stop: threading.Event | None, delay: float = 0.0) -> int:
+        """Read and map transaction k+1 while transaction k commits on the writer thread.
+
+        DuckDB releases the GIL while it loads and commits, so the two overlap; offsets
+        advance in memory only once their transaction is committed, and a failed commit
+        discards what was mapped after it.
+        """
         self._check_open()
         total = 0
-        with self._progress(progress) as bar:
-            while limit is None or total < limit:
-                if stop is not None and stop.is_set():
-                    break
-                applied = self._step(None if limit is None else limit - total, bar)
-                if applied == 0:
-                    break
-                total += applied
+        ahead = dict(self._positions)  # as far as read: committed or in flight
+        pending: tuple[Future[None], _Chunk] | None = None
+        bulk = False
+        with self._progress(progress, delay) as bar:
+            try:
+                while limit is None or total < limit:
+                    if stop is not None and stop.is_set():
+                        break
+                    chunk = self._read(ahead, None if limit is None else limit - total)
+                    if pending is not None:
+                        previous, pending = pending, None
+                        self._complete(*previous, bar)
+                    if chunk is None:
+                        break
+                    if chunk.full and not bulk:
+                        # A full read means a backlog (a start, a rebuild): checkpoint once at
+                        # the end rather than every few commits. Nothing is in flight here.
+                        self._conn.execute(f"SET checkpoint_threshold = '{_BULK_CHECKPOINT_THRESHOLD}'")
+                        bulk = True
+                    ahead.update(chunk.moved)
+                    total += chunk.records
+                    pending = (self._pool.submit(self._writer.execute, chunk.loads), chunk)
+                    self._inflight = pending[0]
+                if pending is not None:
+                    previous, pending = pending, None
+                    self._complete(*previous, bar)
+                if bulk:
+                    self._conn.execute("CHECKPOINT")
+            finally:
+                if pending is not None:
+                    # Reading failed while a commit was in flight: let it finish before the
+                    # connection is used again; the reading error is the one to report.
+                    try:
+                        self._complete(*pending, bar)
+                    except Exception:
+                        log.exception("projection commit failed while handling another error")
+                if bulk:
+                    with suppress(duckdb.Error):
+                        self._conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         return total
 
-    def _step(self, limit: int | None, bar: tqdm[Any] | None) -> int:
-        """Read, map and commit one transaction's worth of records; return the records applied."""
+    def _read(self, ahead: dict[tuple[str, int], Position], limit: int | None) -> _Chunk | None:
+        """Read and map one transaction's worth of records from the positions in `ahead`."""
         moved: dict[tuple[str, int], Position] = {}
         records = events = 0
+        full = False
         for name, stream in self._streams:
             for partition in range(stream.partitions):
                 if limit is not None and records >= limit:
                     break
                 key = (name, partition)
-                pos = self._positions.get(key) or Position()
+                pos = ahead.get(key) or Position()
                 batch = stream.read(pos.next_offset, partition, self._read_bytes)
                 if not batch:
                     continue
+                full = full or sum(len(r.payload) for r in batch) >= self._read_bytes // 2
                 room = None if limit is None else limit - records
                 new = Position(pos.next_offset, pos.last_command_offset, pos.records)
                 if name == EVENTS:
@@ -253,41 +329,49 @@ class Projector:
                     n, ev = self._apply_commands(batch, partition, new, room), 0
                 if new.next_offset != pos.next_offset:
                     moved[key] = new
-                    if bar is not None:
-                        bar.update(new.next_offset - pos.next_offset)
                 records += n
                 events += ev
         if not moved:
-            return 0
+            return None
         now_ms = int(time.time() * 1000)
         offsets = self._buffers[OFFSETS.name]
         for (name, partition), pos in moved.items():
             offsets.add((name, partition, pos.next_offset, pos.last_command_offset, pos.records, now_ms))
         try:
-            self._writer.commit(list(self._buffers.values()))
-        except BaseException:
+            loads = self._writer.prepare(list(self._buffers.values()))
+        finally:
             for buf in self._buffers.values():
                 buf.clear()
-            raise
-        self._positions.update(moved)
+        return _Chunk(loads, moved, records, events, full)
+
+    def _complete(self, future: Future[None], chunk: _Chunk, bar: tqdm[Any] | None) -> None:
+        """Wait for a chunk's commit; once it is durable, advance the committed positions."""
+        future.result()
+        before = {k: (self._positions.get(k) or Position()).next_offset for k in chunk.moved}
+        self._positions.update(chunk.moved)
         self.commits += 1
-        self.events_applied += events
+        self.events_applied += chunk.events
         self.last_commit_wall = time.time()
         if bar is not None:
+            bar.update(sum(p.next_offset - before[k] for k, p in chunk.moved.items()))
             bar.set_postfix_str(f"{sum(p.records for p in self._positions.values())} records", refresh=False)
         if self._on_commit is not None:
-            self._on_commit(Commit(records, events, {k: p.next_offset for k, p in moved.items()}))
-        # A step that only skipped records still moved the offsets; report it as progress.
-        return max(records, 1)
+            self._on_commit(Commit(chunk.records, chunk.events, {k: p.next_offset for k, p in chunk.moved.items()}))
 
     def _apply_events(self, batch: list[Record], partition: int, pos: Position, room: int | None) -> tuple[int, int]:
         dispatch = self._event_dispatch
+        batch_handlers = self._batch_handlers
         applied = events = 0
         for rec in batch:
             if rec.offset < pos.next_offset:
                 continue  # re-delivered: already in the tables
             if room is not None and applied >= room:
                 break
+            if not applied & 63 and self._committing():
+                # Hand the GIL over now and then: the commit thread needs it for a moment
+                # before and after its DuckDB work and would otherwise wait a whole switch
+                # interval (5 ms) each time.
+                time.sleep(0)
             pos.next_offset = rec.next
             pos.records += 1
             applied += 1
@@ -307,6 +391,10 @@ class Projector:
                 continue
             pos.last_command_offset = eb.offset
             src = Source(EVENTS, partition, rec.offset, eb.offset, eb.at, eb.command)
+            for put_batch, on_batch in batch_handlers:
+                staged = on_batch(src, 0, eb)
+                if staged is not None:
+                    put_batch(staged)
             for seq, ev in enumerate(eb.events):
                 for put, handler in dispatch.get(type(ev), ()):
                     op = handler(src, seq, ev)
@@ -323,6 +411,8 @@ class Projector:
                 continue
             if room is not None and applied >= room:
                 break
+            if not applied & 63 and self._committing():
+                time.sleep(0)  # see _apply_events
             pos.next_offset = rec.next
             pos.last_command_offset = rec.offset
             pos.records += 1
@@ -344,13 +434,17 @@ class Projector:
                     put(op)
         return applied
 
+    def _committing(self) -> bool:
+        inflight = self._inflight
+        return inflight is not None and not inflight.done()
+
     def _skip(self, stream: str, partition: int, offset: int, why: str) -> None:
         # Not silent: a skipped events record means facts missing from the tables.
         self.skipped += 1
         log.error("projection skips %s record at partition %d offset %d: %s", stream, partition, offset, why)
 
     @contextmanager
-    def _progress(self, enabled: bool) -> Iterator[tqdm[Any] | None]:
+    def _progress(self, enabled: bool, delay: float) -> Iterator[tqdm[Any] | None]:
         if not enabled:
             yield None
             return
@@ -360,7 +454,8 @@ class Projector:
                 pos = self._positions.get((name, partition)) or Position()
                 total += max(stream.end(partition) - pos.next_offset, 0)
         # Offsets are log positions (bytes in the embedded log), so the bar counts those.
-        bar = tqdm(total=total, desc="projecting", unit="B", unit_scale=True, file=sys.stderr, leave=True)
+        # `delay`: a catch-up of a few records shows no bar at all.
+        bar = tqdm(total=total, desc="projecting", unit="B", unit_scale=True, file=sys.stderr, delay=delay)
         try:
             yield bar
         finally:
@@ -377,8 +472,9 @@ class Projector:
     def status(self) -> dict[str, Any]:
         """How far the projection is: per stream partition, its offset, the log end and what is pending."""
         streams = []
-        with self._lock:
-            positions = {k: Position(p.next_offset, p.last_command_offset, p.records) for k, p in self._positions.items()}
+        # No lock: the projector thread holds it through a whole catch-up. Committed
+        # positions are replaced, never changed in place, so a copy is consistent.
+        positions = dict(self._positions)
         for name, stream in self._streams:
             for partition in range(stream.partitions):
                 pos = positions.get((name, partition)) or Position()
@@ -403,10 +499,12 @@ class Projector:
             if self._closed:
                 return
             self._closed = True
+            self._pool.shutdown(wait=True)
             for conn in (getattr(self, "_conn", None), self._root):
                 if conn is not None:
                     with suppress(duckdb.Error):
                         conn.close()
+            _release(self._claim)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -419,7 +517,27 @@ class Projector:
         self.close()
 
 
-_COMMAND_TAGS: dict[type, str] = {}
+# DuckDB's file lock keeps other processes out, but a second connect() to the same path in
+# this process silently shares the open database: two projectors would both write it.
+_open_files: set[str] = set()
+_open_files_lock = threading.Lock()
+
+
+def _claim(db_path: str | Path) -> str | None:
+    if str(db_path) == ":memory:":
+        return None
+    key = str(Path(db_path).resolve())
+    with _open_files_lock:
+        if key in _open_files:
+            raise ProjectionLockedError(f"{db_path} is already open in this process by another projector")
+        _open_files.add(key)
+    return key
+
+
+def _release(key: str | None) -> None:
+    if key is not None:
+        with _open_files_lock:
+            _open_files.discard(key)
 
 
 def _dispatch(
@@ -431,14 +549,3 @@ def _dispatch(
         for cls, handler in getattr(model, attr).items():
             table.setdefault(cls, []).append((buffers[model.name].put, handler))
     return {cls: tuple(pairs) for cls, pairs in table.items()}
-
-
-def _command_tags() -> dict[type, str]:
-    from typing import get_args
-
-    from easysched_es.core.commands import Command
-
-    return {cls: tag_of(cls) for cls in get_args(Command)}
-
-
-_COMMAND_TAGS.update(_command_tags())

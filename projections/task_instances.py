@@ -13,7 +13,7 @@ from __future__ import annotations
 from easysched_es.core import events as e
 from easysched_es.core.definitions import WORKER_TASK_TYPES
 from easysched_es.core.state import DISPATCH, RUNNING, TASK_FINAL
-from projections.model import FIRST, Column, Generated, ReadModel, Row, Source
+from projections.model import FIRST, Column, Generated, ReadModel, Row, Source, fragment_maker
 
 _STILL_RUNNING = frozenset({DISPATCH, RUNNING})
 
@@ -37,47 +37,45 @@ COLUMNS = (
     Column("updated_at", "TIMESTAMP", "time of the latest event about this attempt"),
 )
 
-_WIDTH = len(COLUMNS)
+_state_row = fragment_maker(
+    COLUMNS, "instance", "task", "attempt", "task_type", "state", "started_at", "ended_at", "reason",
+    "exit_code", "worker", "pid", "updated_at",
+)
+_kill_row = fragment_maker(
+    COLUMNS, "instance", "task", "attempt", "kill_requested_at", "kill_command", "kill_reason", "updated_at"
+)
+_confirmed_row = fragment_maker(COLUMNS, "instance", "task", "attempt", "exit_code", "kill_confirmed_at", "updated_at")
+_timeout_row = fragment_maker(COLUMNS, "instance", "task", "attempt", "timed_out_at", "reason", "updated_at")
+_reason_row = fragment_maker(COLUMNS, "instance", "task", "attempt", "reason", "updated_at")
 
 
 def _task_state(src: Source, seq: int, ev: e.TaskStateChanged) -> Row:
     state = ev.state
     at = src.at
+    # Every fragment offers its time as started_at; FIRST keeps the attempt's first one.
     ended = at if state in TASK_FINAL or (ev.task_type in WORKER_TASK_TYPES and state not in _STILL_RUNNING) else None
-    # Hot path (the most frequent event): build the tuple directly, in COLUMNS order.
-    return (
+    return _state_row(
         ev.instance, ev.task, ev.attempt, ev.task_type or None, state, at, ended, ev.reason or None,
-        ev.exit_code, ev.worker or None, ev.pid, None, None, None, None, None, at,
+        ev.exit_code, ev.worker or None, ev.pid, at,
     )
 
 
 def _kill_process(src: Source, seq: int, ev: e.KillTaskProcess) -> Row:
-    return MODEL.fragment(
-        instance=ev.instance, task=ev.task, attempt=ev.attempt, kill_requested_at=src.at,
-        kill_command=src.command, kill_reason=ev.reason or None, updated_at=src.at,
-    )
+    return _kill_row(ev.instance, ev.task, ev.attempt, src.at, src.command, ev.reason or None, src.at)
 
 
 def _kill_confirmed(src: Source, seq: int, ev: e.KillConfirmed) -> Row:
-    return MODEL.fragment(
-        instance=ev.instance, task=ev.task, attempt=ev.attempt, exit_code=ev.exit_code,
-        kill_confirmed_at=src.at, updated_at=src.at,
-    )
+    return _confirmed_row(ev.instance, ev.task, ev.attempt, ev.exit_code, src.at, src.at)
 
 
 def _timed_out(src: Source, seq: int, ev: e.TaskTimedOut) -> Row:
-    return MODEL.fragment(
-        instance=ev.instance, task=ev.task, attempt=ev.attempt, timed_out_at=src.at,
-        reason=f"timed out (strategy {ev.strategy})", updated_at=src.at,
-    )
+    return _timeout_row(ev.instance, ev.task, ev.attempt, src.at, f"timed out (strategy {ev.strategy})", src.at)
 
 
 def _dependent_checked(src: Source, seq: int, ev: e.DependentChecked) -> Row:
     # Logic tasks have the single attempt 0; the check result tells why a DEPENDENT waits.
     detail = f": {ev.detail}" if ev.detail else ""
-    return MODEL.fragment(
-        instance=ev.instance, task=ev.task, attempt=0, reason=f"dependency {ev.result}{detail}", updated_at=src.at
-    )
+    return _reason_row(ev.instance, ev.task, 0, f"dependency {ev.result}{detail}", src.at)
 
 
 MODEL = ReadModel(
@@ -100,4 +98,3 @@ MODEL = ReadModel(
     },
 )
 
-assert len(MODEL.columns) == _WIDTH

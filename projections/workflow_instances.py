@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from easysched_es.core import events as e
-from projections.model import FIRST, Column, Generated, ReadModel, Row, Source, json_bytes
+from projections.model import FIRST, Column, Generated, ReadModel, Row, Source, fragment_maker, json_bytes
 
 COLUMNS = (
     Column("instance", "VARCHAR", "instance id (partition-offset of its StartWorkflow command)"),
@@ -21,22 +21,25 @@ COLUMNS = (
 )
 
 
+_started_row = fragment_maker(
+    COLUMNS, "instance", "workflow", "version", "base_time", "schedule_time", "params", "started_at", "updated_at"
+)
+_state_row = fragment_maker(COLUMNS, "instance", "state", "reason", "updated_at")
+_finished_row = fragment_maker(COLUMNS, "instance", "workflow", "state", "ended_at", "task_states", "updated_at")
+
+
 def _started(src: Source, seq: int, ev: e.WorkflowStarted) -> Row:
-    return MODEL.fragment(
-        instance=ev.instance, workflow=ev.workflow, version=ev.version, base_time=ev.base_time,
-        schedule_time=ev.schedule_time, params=json_bytes(ev.params), started_at=src.at, updated_at=src.at,
+    return _started_row(
+        ev.instance, ev.workflow, ev.version, ev.base_time, ev.schedule_time, json_bytes(ev.params), src.at, src.at
     )
 
 
 def _state(src: Source, seq: int, ev: e.WorkflowStateChanged) -> Row:
-    return MODEL.fragment(instance=ev.instance, state=ev.state, reason=ev.reason or None, updated_at=src.at)
+    return _state_row(ev.instance, ev.state, ev.reason or None, src.at)
 
 
 def _finished(src: Source, seq: int, ev: e.WorkflowFinished) -> Row:
-    return MODEL.fragment(
-        instance=ev.instance, workflow=ev.workflow, state=ev.state, ended_at=src.at,
-        task_states=json_bytes(ev.task_states), updated_at=src.at,
-    )
+    return _finished_row(ev.instance, ev.workflow, ev.state, src.at, json_bytes(ev.task_states), src.at)
 
 
 MODEL = ReadModel(

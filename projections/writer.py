@@ -5,9 +5,11 @@ key as they arrive: fragments merge with the columns' policies, a `Delete` drops
 before it. DuckDB 2.0 keeps the *first* row when one upsert statement holds a key twice, so
 the reduction is not an optimisation but what makes the upsert correct.
 
-`Writer.commit` loads every buffer (DELETE of removed keys, then one `INSERT ... SELECT` from
-a registered Arrow table per table, upserting by key) and the offsets in one transaction:
-rows and the offsets they cover are committed together or not at all.
+`Writer.prepare` turns the buffers into Arrow tables and statements (Python work, under the
+GIL); `Writer.execute` runs them in one transaction (DuckDB work, which releases the GIL, so
+the projector prepares the next transaction meanwhile): a DELETE of removed keys, then one
+`INSERT ... SELECT` from a registered Arrow table per table, upserting by key. Rows and the
+offsets they cover are committed together or not at all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import array
 import itertools
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -33,7 +36,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "TIMESTAMP": pa.timestamp("ms"),
     "JSON": pa.string(),
 }
-# Arrow string offsets are int32: stay well below 2 GiB of JSON per column and batch.
+# Arrow string offsets are int32: past this, a column is built as large_string instead.
 _MAX_STRING_BYTES = 1 << 30
 
 
@@ -57,18 +60,28 @@ class TableBuffer:
         """Apply one operation: merge a fragment into the pending row of its key, or delete the key."""
         if type(op) is Delete:
             self.delete(op.key)
+            return
+        # add() inlined, and `type(op) is` rather than isinstance: this runs for every row
+        # of every event (mypy cannot narrow on `type(...) is`, hence the ignores).
+        key_of = self._key
+        if key_of is None:
+            self._append.append(op)  # type: ignore[arg-type]
+            return
+        key = key_of(op)  # type: ignore[arg-type]
+        rows = self._rows
+        old = rows.get(key)
+        if old is None:
+            rows[key] = op  # type: ignore[assignment]
+        elif type(old) is list:
+            self._merge_into(old, op)  # type: ignore[arg-type]
         else:
-            self.add(op)  # type: ignore[arg-type]
+            merged = list(old)
+            self._merge_into(merged, op)  # type: ignore[arg-type]
+            rows[key] = merged
 
     def add(self, row: Row) -> None:
         """Merge a row fragment (append it, for an append-only table)."""
-        key_of = self._key
-        if key_of is None:
-            self._append.append(row)
-            return
-        key = key_of(row)
-        old = self._rows.get(key)
-        self._rows[key] = row if old is None else self._merge(old, row)
+        self.put(row)
 
     def delete(self, key: tuple[Any, ...]) -> None:
         """Remove the key: from the table, and any fragment of it seen earlier in this batch."""
@@ -78,8 +91,9 @@ class TableBuffer:
         self._rows.pop(lookup, None)
         self._deleted[lookup] = key
 
-    def _merge(self, old: Row | list[Any], new: Row) -> list[Any]:
-        merged = list(old)
+    def _merge_into(self, merged: list[Any], new: Row) -> None:
+        # Rows arrive as tuples (handlers' output); a key's first merge copies its row into
+        # a list owned by the buffer, later merges update that list in place.
         for i in self._last:
             value = new[i]
             if value is not None:
@@ -87,11 +101,12 @@ class TableBuffer:
         for i in self._first:
             if merged[i] is None:
                 merged[i] = new[i]
-        return merged
 
     def rows(self) -> list[Row | list[Any]]:
         """The reduced rows to write (append-only: every row, in order)."""
-        return list(self._rows.values()) if self._key is not None else self._append
+        if self._key is None:
+            return list(self._append)
+        return list(self._rows.values())
 
     def deleted_keys(self) -> list[tuple[Any, ...]]:
         """Keys to delete before the rows are upserted."""
@@ -108,18 +123,15 @@ class TableBuffer:
 
 
 def arrow_table(model: ReadModel, rows: Sequence[Sequence[Any]], names: Sequence[str] | None = None) -> pa.Table:
-    """Rows (tuples in column order) as an Arrow table typed like the model's columns.
+    """Handler rows (tuples in `model.staged_columns` order) as an Arrow table typed like those columns.
 
     `names` says which columns the rows hold, in that order, when they are not whole rows
     (the keys to delete).
     """
     by_name = {c.name: c for c in model.columns}
-    columns = model.columns if names is None else tuple(by_name[n] for n in names)
-    if rows:
-        values = list(zip(*rows, strict=True))
-    else:
-        values = [() for _ in columns]
-    arrays = [_arrow_column(col.type, vals) for col, vals in zip(columns, values, strict=True)]
+    columns = model.staged_columns if names is None else tuple(by_name[n] for n in names)
+    # One pass per column: zip(*rows) over a million rows is several times slower.
+    arrays = [_arrow_column(col.type, list(map(itemgetter(i), rows))) for i, col in enumerate(columns)]
     return pa.Table.from_arrays(arrays, names=[c.name for c in columns])
 
 
@@ -137,10 +149,10 @@ def _json_column(values: Sequence[bytes | None]) -> pa.Array:
     """
     n = len(values)
     has_null = None in values
-    parts = [b"" if v is None else v for v in values] if has_null else values
-    data = b"".join(parts)  # type: ignore[arg-type]
-    if len(data) > _MAX_STRING_BYTES:
-        return pa.array([None if v is None else v.decode() for v in values], pa.large_string()).cast(pa.string())
+    parts: list[bytes] = [b"" if v is None else v for v in values]
+    data = b"".join(parts)
+    if len(data) > _MAX_STRING_BYTES:  # beyond int32 offsets' comfort: the slow, safe way
+        return pa.array([None if v is None else v.decode() for v in values], pa.large_string())
     offsets = array.array("i", itertools.accumulate(map(len, parts), initial=0))
     validity = pa.array([v is not None for v in values], pa.bool_()).buffers()[1] if has_null else None
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), validity)
@@ -154,7 +166,10 @@ class _Statements:
         self.stage = f"_stage_{model.name}"
         self.delete_stage = f"_delete_{model.name}"
         cols = ", ".join(quote(c.name) for c in model.columns)
-        insert = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {quote(self.stage)}"
+        if model.expand:
+            insert = f"INSERT INTO {table} ({cols}) {model.expand.format(stage=quote(self.stage))}"
+        else:
+            insert = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {quote(self.stage)}"
         if not model.key:
             self.write = insert
             self.delete = ""
@@ -176,6 +191,15 @@ class _Statements:
         self.delete = f"DELETE FROM {table} USING {quote(self.delete_stage)} d WHERE {match}"
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One statement of a transaction and the Arrow table it reads, registered as `stage`."""
+
+    stage: str
+    table: pa.Table
+    statement: str
+
+
 class Writer:
     """Loads `TableBuffer`s into DuckDB in one transaction per commit, through Arrow."""
 
@@ -183,38 +207,46 @@ class Writer:
         self._conn = conn
         self._sql = {m.name: _Statements(m) for m in models}
 
-    def commit(self, buffers: Sequence[TableBuffer]) -> None:
-        """Write every non-empty buffer in one transaction (all or nothing), then clear them."""
+    def prepare(self, buffers: Sequence[TableBuffer]) -> list[Load]:
+        """The loads of every non-empty buffer, in buffer order; clears the buffers."""
+        loads: list[Load] = []
+        for buf in buffers:
+            if not len(buf):
+                continue
+            model = buf.model
+            sql = self._sql[model.name]
+            deleted = buf.deleted_keys()
+            if deleted:
+                loads.append(Load(sql.delete_stage, arrow_table(model, deleted, model.key), sql.delete))
+            rows = buf.rows()
+            if rows:
+                loads.append(Load(sql.stage, arrow_table(model, rows), sql.write))
+            buf.clear()
+        return loads
+
+    def execute(self, loads: Sequence[Load]) -> None:
+        """Run the loads in one transaction: all of them are committed, or none.
+
+        The whole transaction is one multi-statement `execute`: DuckDB releases the GIL for
+        its length, whereas a call per statement would wait for the GIL between statements
+        while the projector maps the next transaction on the other thread.
+        """
         conn = self._conn
-        conn.execute("BEGIN TRANSACTION")
+        # register() rather than a replacement scan of a local variable: the connection
+        # runs with enable_external_access=false, which disables those.
+        for load in loads:
+            conn.register(load.stage, load.table)
         try:
-            for buf in buffers:
-                if len(buf):
-                    self._load(buf)
-            conn.execute("COMMIT")
+            body = "".join(f"{load.statement};\n" for load in loads)
+            conn.execute(f"BEGIN TRANSACTION;\n{body}COMMIT")
         except BaseException:
             with suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
             raise
-        for buf in buffers:
-            buf.clear()
-
-    def _load(self, buf: TableBuffer) -> None:
-        conn = self._conn
-        model = buf.model
-        sql = self._sql[model.name]
-        deleted = buf.deleted_keys()
-        if deleted:
-            self._run(sql.delete_stage, arrow_table(model, deleted, model.key), sql.delete)
-        rows = buf.rows()
-        if rows:
-            self._run(sql.stage, arrow_table(model, rows), sql.write)
-
-    def _run(self, stage: str, table: pa.Table, statement: str) -> None:
-        # register() rather than a replacement scan of a local variable: the connection runs
-        # with enable_external_access=false, which turns replacement scans off.
-        self._conn.register(stage, table)
-        try:
-            self._conn.execute(statement)
         finally:
-            self._conn.unregister(stage)
+            for load in loads:
+                conn.unregister(load.stage)
+
+    def commit(self, buffers: Sequence[TableBuffer]) -> None:
+        """prepare() then execute(): write every buffer in one transaction."""
+        self.execute(self.prepare(buffers))
