@@ -75,6 +75,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_projector(args: argparse.Namespace) -> int:
+    from easysched_es.log.kafka import KafkaStream
+    from projections.service import ProjectionService
+
+    settings = _settings(args)
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    events, commands = KafkaStream(settings, "events"), KafkaStream(settings, "commands")
+    service = ProjectionService(args.data_dir, port=args.port, host=args.host, events=events, commands=commands)
+    stop = _stop_on_signals()
+    service.start()
+    print(json.dumps({"event": "projector_started", "pid": os.getpid(), "port": service.port,
+                      "database": str(Path(args.data_dir) / "projections.duckdb")}), flush=True)
+    try:
+        stop.wait()
+    finally:
+        service.stop()
+        events.close()
+        commands.close()
+    return 0
+
+
 def cmd_kafka_local(args: argparse.Namespace) -> int:
     from easysched_es.runtime import kafka_local
 
@@ -125,6 +146,13 @@ def register(sub: Any, common: argparse.ArgumentParser, as_json: argparse.Argume
     p.add_argument("--heartbeat-timeout", type=float, default=30.0,
                    help="seconds without heartbeat after which masters declare this worker lost (default 30)")
     p.add_argument("--session-timeout", type=float, default=10.0, help="consumer group session timeout (default 10)")
+
+    text = ("run the DuckDB projector over the Kafka events topic, with the query API "
+            "(the database lives in --data-dir; `easysched query --data-dir DIR` uses this service)")
+    p = sub.add_parser("projector", help=text, description=text, parents=[common])
+    p.set_defaults(func=cmd_projector)
+    p.add_argument("--port", type=int, default=0, help="HTTP port of the query API (default: a free port)")
+    p.add_argument("--host", default="127.0.0.1", help="address of the query API (default 127.0.0.1)")
 
     text = "a local single-node Apache Kafka (KRaft, no Docker) for development"
     p = sub.add_parser("kafka-local", help=text, description=text, parents=[as_json])

@@ -27,6 +27,7 @@ from easysched_es.flows import load_flow
 from easysched_es.kafka_client import KafkaClient, instance_partition
 from easysched_es.log.kafka import KafkaSettings, KafkaStream
 from easysched_es.runtime.kafka_master import verify_partition
+from easysched_es.runtime.local_run import pid_alive, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -36,22 +37,7 @@ _run = itertools.count()
 
 
 def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0, every: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+    return wait_for(what, probe, timeout, every)
 
 
 class Cluster:
@@ -413,3 +399,28 @@ def test_kill_reaches_the_worker_after_a_rebalance(cluster: Cluster) -> None:
                                                              for _, ev in cluster.events_of(i)))
     instances = assert_consistent(cluster)
     assert all(instances[i].tasks["work"].state == "KILL" for i in sleepers.values())
+
+
+def test_projector_folds_the_kafka_events_topic_into_duckdb(cluster: Cluster) -> None:
+    cluster.master("master-a")
+    cluster.worker("worker-a")
+    data = cluster.tmp / "projections"
+    cluster.spawn("projector", "--data-dir", str(data), "projector")
+    cluster.client.define(mixed_flow("mixproj", check_interval=0.5))
+    instance = cluster.client.start("mixproj", partition=1)
+    running_pid(cluster, instance, "work")
+
+    # Query through the projector's service only (never open the file it writes).
+    wait_until("the projector's query service", lambda: (data / "service.json").exists())
+
+    def rows(sql: str) -> Any:
+        return cli(cluster, "--data-dir", str(data), "query", sql)
+
+    def timer_rows() -> Any:
+        return rows(f"SELECT kind FROM timers WHERE instance = '{instance}'")
+
+    assert wait_until("the DEPENDENT timer projected", timer_rows) == [{"kind": "DEPENDENT_CHECK"}]
+    cluster.client.stop(instance)
+    wait_until("STOP projected", lambda: rows(f"SELECT state FROM workflow_instances WHERE instance = '{instance}'")
+               == [{"state": "STOP"}])
+    assert rows(f"SELECT count(*) AS n FROM timers WHERE instance = '{instance}'") == [{"n": 0}]

@@ -29,5 +29,11 @@ def test_compose_services_commands_and_environment() -> None:
         assert env["EASYSCHED_KAFKA"] == "kafka:9092"
         assert int(env["EASYSCHED_KAFKA_PARTITIONS"]) >= 1
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    projector = services["projector"]
+    args = parser.parse_args(projector["command"][1:])
+    assert args.func.__name__ == "cmd_projector"
+    assert projector["environment"]["EASYSCHED_KAFKA"] == "kafka:9092"
+    assert f"{args.port}:{args.port}" in projector["ports"]
+    assert (COMPOSE.parent / projector["build"]["dockerfile"].removeprefix("compose/")).exists()
     names = [services[n]["command"][services[n]["command"].index("--name") + 1] for n in masters + workers]
     assert len(set(names)) == len(names), "every master and worker needs its own name"
