@@ -7,6 +7,8 @@ snapshots encode to the same bytes.
 
 from __future__ import annotations
 
+import bisect
+
 import msgspec
 
 from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
@@ -140,8 +142,8 @@ class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "instances", "last_offset", "now", "partition", "position", "queue", "upstream", "worker_timeouts",
-        "workers", "workflows",
+        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "upstream",
+        "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -155,6 +157,9 @@ class State:
         self.instances: dict[str, WorkflowInstance] = {}
         # workflow -> instance id -> record, for DEPENDENT checks.
         self.upstream: dict[str, dict[str, UpstreamRecord]] = {}
+        # Derived from `upstream` (never snapshotted): per workflow, the records sorted by base
+        # time (ties in insertion order), so a DEPENDENT check bisects instead of scanning history.
+        self._upstream_by_time: dict[str, tuple[list[int], list[UpstreamRecord]]] = {}
         self.workers: dict[str, int] = {}
         self.worker_timeouts: dict[str, int] = {}
         self.queue = DelayQueue()
@@ -189,6 +194,36 @@ class State:
         state.worker_timeouts = snap.worker_timeouts
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
         return state
+
+
+    def record_upstream(self, workflow: str, record: UpstreamRecord) -> None:
+        """Add (or replace) what DEPENDENT checks know of one instance of `workflow`."""
+        records = self.upstream.setdefault(workflow, {})
+        old = records.get(record.instance)
+        records[record.instance] = record
+        index = self._upstream_by_time.get(workflow)
+        if index is None:
+            return
+        times, recs = index
+        if old is None:
+            at = bisect.bisect_right(times, record.base_time)
+            times.insert(at, record.base_time)
+            recs.insert(at, record)
+        elif old.base_time == record.base_time:
+            recs[recs.index(old, bisect.bisect_left(times, old.base_time))] = record
+        else:
+            # Rare (a base time that changed): rebuild lazily, in the dict's order.
+            del self._upstream_by_time[workflow]
+
+    def latest_upstream(self, workflow: str, start: int, end: int) -> UpstreamRecord | None:
+        """The instance of `workflow` with the latest base time in [start, end), or None."""
+        index = self._upstream_by_time.get(workflow)
+        if index is None:
+            ordered = sorted(self.upstream.get(workflow, {}).values(), key=lambda r: r.base_time)
+            index = self._upstream_by_time[workflow] = ([r.base_time for r in ordered], ordered)
+        times, recs = index
+        at = bisect.bisect_left(times, end) - 1
+        return recs[at] if at >= 0 and times[at] >= start else None
 
 
 def worker_deadline(state: State) -> int | None:

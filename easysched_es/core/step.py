@@ -242,13 +242,9 @@ def _start_task(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: Ta
 
 
 def _item_result(state: State, item: DependItem, base: int) -> str:
-    records = state.upstream.get(item.workflow, {})
     verdicts = []
     for start, end in dependent.windows(item.date_value, base):
-        latest: UpstreamRecord | None = None
-        for r in records.values():
-            if start <= r.base_time < end and (latest is None or r.base_time >= latest.base_time):
-                latest = r
+        latest = state.latest_upstream(item.workflow, start, end)
         if latest is None or latest.state not in WF_FINAL:
             verdicts.append(dependent.WAITING)
         elif item.task is not None:
@@ -428,7 +424,7 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
     )
     inst.env = _instance_env(inst)
     state.instances[inst.id] = inst
-    state.upstream.setdefault(inst.workflow, {})[inst.id] = UpstreamRecord(inst.id, base, WF_RUNNING, {})
+    state.record_upstream(inst.workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {}))
     out.append(
         e.WorkflowStarted(
             instance=inst.id,
@@ -641,8 +637,7 @@ def _lost_workers(state: State, now: int, offset: int, out: Out) -> None:
 
 
 def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: Out) -> None:
-    records = state.upstream.setdefault(cmd.workflow, {})
-    records[cmd.instance] = UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states)
+    state.record_upstream(cmd.workflow, UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states))
 
 
 def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:
