@@ -24,8 +24,8 @@ T = TypeVar("T")
 __all__ = ["Run", "cli", "cli_json", "group_members", "kill_leftovers", "pid_alive", "wait_until"]
 
 
-def wait_until(what: str, probe: Callable[[], T], timeout: float = 15.0, every: float = 0.01) -> T:
-    """Poll until `probe()` is truthy; fail with `what` after the deadline."""
+def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0, every: float = 0.01) -> T:
+    """Poll until `probe()` is truthy; fail with `what` after the deadline (generous: a loaded CI machine)."""
     return wait_for(what, probe, timeout, every)
 
 

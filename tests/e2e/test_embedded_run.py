@@ -50,7 +50,7 @@ def test_kill_task_terminates_the_whole_process_group(run: Run) -> None:
     members = wait_until("both sleeps in the group", lambda: len(group_members(pid)) >= 3 and group_members(pid))
     run.client.kill_task(instance, "nap")
     assert run.task(instance, "nap").state == "KILL"  # the decision is immediate
-    wait_until("every process of the group gone", lambda: not any(pid_alive(p) for p in members), timeout=5)
+    wait_until("every process of the group gone", lambda: not any(pid_alive(p) for p in members), timeout=15)
     wait_until("kill confirmed", lambda: not run.task(instance, "nap").kill_pending)
     state = run.state()
     assert state.instances[instance].state == "FAILURE"
@@ -68,7 +68,7 @@ def test_stop_kills_dependent_and_shell_and_ends_stop(run: Run) -> None:
     assert {t.name: t.state for t in state.instances[instance].tasks.values()} == {"wait": "KILL", "work": "KILL"}
     assert state.instances[instance].state == "READY_STOP"  # until the worker confirms the process is gone
     assert [t for t in state.queue.entries() if t.instance == instance] == []
-    wait_until("process gone", lambda: not pid_alive(pid), timeout=5)
+    wait_until("process gone", lambda: not pid_alive(pid), timeout=15)
     wait_until("instance STOP", lambda: run.state().instances[instance].state == "STOP")
     dispatches_after = [e for e in trace(run.data, instance) if e["offset"] > stop_offset and e["type"] == "dispatch"]
     assert dispatches_after == []
@@ -200,7 +200,7 @@ def test_kill_while_run_is_down_is_applied_on_restart(tmp_path: Path) -> None:
         assert pid_alive(pid)
         second = Run(tmp_path)
         try:
-            wait_until("process killed after restart", lambda: not pid_alive(pid), timeout=10)
+            wait_until("process killed after restart", lambda: not pid_alive(pid), timeout=30)
             wait_until("instance ends", lambda: second.state().instances[instance].state == "FAILURE")
         finally:
             second.stop()

@@ -91,7 +91,7 @@ def test_kill_terminates_every_process_of_the_group(worker: Worker, reports: Rep
     finished = reports.next(c.TaskFinished)
     assert isinstance(finished, c.TaskFinished) and finished.killed
     assert finished.exit_code == -signal.SIGTERM
-    wait_until("group gone", lambda: not any(pid_alive(p) for p in members), timeout=2)
+    wait_until("group gone", lambda: not any(pid_alive(p) for p in members), timeout=10)
 
 
 def test_a_script_ignoring_sigterm_gets_sigkill_after_the_grace(worker: Worker, reports: Reports) -> None:
@@ -100,7 +100,7 @@ def test_a_script_ignoring_sigterm_gets_sigkill_after_the_grace(worker: Worker, 
     assert isinstance(started, c.TaskStarted)
     wait_until("trap installed", lambda: len(group_members(started.pid)) >= 1)
     worker.submit(KillTaskProcess(instance="0-1", task="t", attempt=1))
-    finished = reports.next(c.TaskFinished, timeout=5)
+    finished = reports.next(c.TaskFinished, timeout=15)
     assert isinstance(finished, c.TaskFinished) and finished.killed
     assert finished.exit_code == -signal.SIGKILL
     assert group_members(started.pid) == []
