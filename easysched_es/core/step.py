@@ -550,14 +550,21 @@ def _confirm_kill(inst: WorkflowInstance, ti: TaskInstance, cmd: Any, exit_code:
     return False
 
 
-def _task_finished(state: State, cmd: c.TaskFinished, offset: int, out: Out) -> None:
-    inst, ti = _report_target(state, cmd)
-    if _confirm_kill(inst, ti, cmd, cmd.exit_code, out):
+def _settled(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: Any, exit_code: int, out: Out) -> bool:
+    """Handle a report of a process end that confirms a kill or no longer matters; True if it did."""
+    if _confirm_kill(inst, ti, cmd, exit_code, out):
         _maybe_finish(state, inst, out)
-        return
+        return True
     stale = _stale(ti, cmd)
     if stale:
         _ignore(inst, ti, cmd, out, stale)
+        return True
+    return False
+
+
+def _task_finished(state: State, cmd: c.TaskFinished, offset: int, out: Out) -> None:
+    inst, ti = _report_target(state, cmd)
+    if _settled(state, inst, ti, cmd, cmd.exit_code, out):
         return
     ti.exit_code = cmd.exit_code
     if cmd.worker:
@@ -592,12 +599,7 @@ def _failed_attempt(state: State, inst: WorkflowInstance, ti: TaskInstance, why:
 
 def _task_lost(state: State, cmd: c.TaskLost, offset: int, out: Out) -> None:
     inst, ti = _report_target(state, cmd)
-    if _confirm_kill(inst, ti, cmd, -9, out):
-        _maybe_finish(state, inst, out)
-        return
-    stale = _stale(ti, cmd)
-    if stale:
-        _ignore(inst, ti, cmd, out, stale)
+    if _settled(state, inst, ti, cmd, -9, out):
         return
     ti.state = NEED_FAULT_TOLERANCE
     _task_changed(inst, ti, out, cmd.reason)

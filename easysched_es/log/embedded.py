@@ -19,6 +19,7 @@ see a prefix of what was written and stop at a record that is not complete yet.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import logging
@@ -303,6 +304,29 @@ class EmbeddedStream:
             parts.append(payload)
             sizes.append(_HEADER_SIZE + length)
         data = b"".join(parts)
+        with self._exclusive():
+            fd, base, start = self._append_segment()
+            self._write_all(fd, data, start)
+            if self._fsync:
+                try:
+                    os.fdatasync(fd)
+                except OSError as e:
+                    # The records are written but maybe not durable; the caller must not
+                    # assume either way, so say so.
+                    raise LogError(
+                        f"fdatasync of {self._dir / _segment_name(base)} failed: {e.strerror}; "
+                        "the last append may or may not survive a crash; check the disk"
+                    ) from e
+        offsets = []
+        offset = base + start
+        for size in sizes:
+            offsets.append(offset)
+            offset += size
+        return offsets
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the append lock: this process's mutex, then the flock other processes honour."""
         with self._append_mutex:
             self._check_open()
             lock_fd = self._append_lock_fd()
@@ -311,26 +335,9 @@ class EmbeddedStream:
             except OSError as e:
                 raise LogError(f"cannot lock {self._dir / 'append.lock'}: {e.strerror}") from e
             try:
-                fd, base, start = self._append_segment()
-                self._write_all(fd, data, start)
-                if self._fsync:
-                    try:
-                        os.fdatasync(fd)
-                    except OSError as e:
-                        # The records are written but maybe not durable; the caller must not
-                        # assume either way, so say so.
-                        raise LogError(
-                            f"fdatasync of {self._dir / _segment_name(base)} failed: {e.strerror}; "
-                            "the last append may or may not survive a crash; check the disk"
-                        ) from e
+                yield
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
-        offsets = []
-        offset = base + start
-        for size in sizes:
-            offsets.append(offset)
-            offset += size
-        return offsets
 
     def _append_lock_fd(self) -> int:
         if self._lock_fd is None:
@@ -521,44 +528,35 @@ class EmbeddedStream:
         CRC mismatch in the final record: whatever `read` would not return at the end. Takes
         the append lock, so appenders wait; call it at start, before reading.
         """
-        with self._append_mutex:
-            self._check_open()
-            lock_fd = self._append_lock_fd()
+        with self._exclusive():
+            bases = _list_bases(self._dir)
+            if not bases:
+                return 0
+            path = self._dir / _segment_name(bases[-1])
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
-                raise LogError(f"cannot lock {self._dir / 'append.lock'}: {e.strerror}") from e
+                raise LogError(f"cannot open {path} to check its tail: {e.strerror}") from e
             try:
-                bases = _list_bases(self._dir)
-                if not bases:
-                    return 0
-                path = self._dir / _segment_name(bases[-1])
-                try:
-                    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-                except OSError as e:
-                    raise LogError(f"cannot open {path} to check its tail: {e.strerror}") from e
-                try:
-                    size = os.fstat(fd).st_size
-                    good = _valid_prefix(fd, size)
-                    cut = size - good
-                    if cut:
-                        os.ftruncate(fd, good)
-                        os.fsync(fd)
-                        log.warning(
-                            "cut a torn tail of %d bytes from %s at offset %d (segment position %d); "
-                            "the records there were never completely written",
-                            cut,
-                            path,
-                            bases[-1] + good,
-                            good,
-                        )
-                    return cut
-                except OSError as e:
-                    raise LogError(f"cannot repair the tail of {path}: {e.strerror}") from e
-                finally:
-                    os.close(fd)
+                size = os.fstat(fd).st_size
+                good = _valid_prefix(fd, size)
+                cut = size - good
+                if cut:
+                    os.ftruncate(fd, good)
+                    os.fsync(fd)
+                    log.warning(
+                        "cut a torn tail of %d bytes from %s at offset %d (segment position %d); "
+                        "the records there were never completely written",
+                        cut,
+                        path,
+                        bases[-1] + good,
+                        good,
+                    )
+                return cut
+            except OSError as e:
+                raise LogError(f"cannot repair the tail of {path}: {e.strerror}") from e
             finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     # ------------------------------------------------------------------------------ close
 

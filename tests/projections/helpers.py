@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ import duckdb
 
 from easysched_es.core.state import State
 from easysched_es.log.embedded import EmbeddedStream
+from easysched_es.runtime import local_run
 from projections.model import quote
 from projections.schema import MODELS, OFFSETS
 from tests.projections.workload import Simulation
@@ -22,14 +22,7 @@ DEADLINE_S = 20.0
 
 def wait_for(predicate: Callable[[], T], what: str, timeout: float = DEADLINE_S) -> T:
     """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)  # polling interval, not a wait for something we could observe
+    return local_run.wait_for(what, predicate, timeout)
 
 
 def write_workload(data_dir: Path, seed: int, commands: int, **sim: Any) -> Simulation:
