@@ -369,7 +369,7 @@ def _register_optional(sub: Any, common: argparse.ArgumentParser, as_json: argpa
         from projections.cli import register as register_projections
     except ImportError:
         return
-    register_projections(sub)
+    register_projections(sub, parents=[common])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
