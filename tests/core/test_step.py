@@ -908,3 +908,33 @@ def test_pending_effects_after_a_restart_are_the_open_attempts() -> None:
         ("KillTaskProcess", "b", 1),
     ]
     assert encode(effects[0]) == encode(of(m.log, e.DispatchTask, task="a")[0])  # the same dispatch, again
+
+
+# ---- workers that stop heartbeating ----------------------------------------------------
+
+
+def test_a_worker_silent_past_its_timeout_loses_its_tasks_at_the_next_check_due() -> None:
+    m = Master()
+    m.send(c.Heartbeat(worker="w1", timeout_ms=30 * SECOND))
+    inst = _running(m, shell("a", command="sleep 100"), shell("b", command="sleep 100"))
+    m.send(c.KillTask(instance=inst, task="b"))  # its kill is still unconfirmed when w1 vanishes
+    assert m.task(inst, "b").kill_pending
+    assert task_states(m.tick(29)) == []  # within the timeout: nothing happens
+    m.send(c.Heartbeat(worker="w2", timeout_ms=30 * SECOND))
+    ev = m.tick(2)
+    assert task_states(ev, "a") == ["NEED_FAULT_TOLERANCE", "DISPATCH"]
+    assert "worker w1 lost" in of(ev, e.TaskStateChanged, task="a")[0].reason
+    assert of(ev, e.DispatchTask)[0].attempt == 2
+    assert of(ev, e.KillConfirmed, task="b") != [] and not m.task(inst, "b").kill_pending
+    assert "w1" not in m.state.worker_timeouts and "w2" in m.state.worker_timeouts
+    # A report from the lost attempt that arrives after all is recorded and ignored.
+    assert tags(m.finished(inst, "a", attempt=1)) == ["late_report_ignored"]
+
+
+def test_a_heartbeat_without_timeout_stops_the_watch() -> None:
+    m = Master()
+    m.send(c.Heartbeat(worker="w1", timeout_ms=SECOND))
+    inst = _running(m, shell("a", command="sleep 100"))
+    m.send(c.Heartbeat(worker="w1"))
+    assert task_states(m.tick(60)) == []
+    assert m.task(inst, "a").state == "RUNNING_EXECUTION"

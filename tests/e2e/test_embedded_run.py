@@ -11,7 +11,9 @@ import msgspec
 import pytest
 
 from easysched_es.core.definitions import WorkflowDefinition
+from easysched_es.core.events import CommandRejected
 from easysched_es.debug.trace import trace
+from easysched_es.runtime.fold import load_state
 from tests.harness import Run, cli, cli_json, group_members, kill_leftovers, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
@@ -283,3 +285,33 @@ def test_bad_input_gets_clear_messages_and_the_master_goes_on(run: Run, tmp_path
     events = json.loads(cli(tmp_path, "replay", "--until", str(offset), "--json").stdout)
     assert events["last_offset"] == offset
     assert cli(tmp_path, "verify").returncode == 0
+
+
+def test_a_corrupt_record_in_the_middle_is_rejected_and_the_master_goes_on(tmp_path: Path) -> None:
+    first = Run(tmp_path)
+    first.client.define(flow("ok", shell("a", "true")))
+    victim = first.client.start("ok")
+    wait_until("SUCCESS", lambda: first.state().instances[victim].state == "SUCCESS")
+    first.kill9()
+    # Flip one payload byte of the StartWorkflow record: its CRC no longer matches.
+    segment = sorted((tmp_path / "commands").glob("*.seg"))[-1]
+    offset = int(victim.split("-")[1]) - int(segment.stem)
+    data = bytearray(segment.read_bytes())
+    data[offset + 8] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    for snap in (tmp_path / "snapshots").glob("*.snap"):
+        snap.unlink()  # make the fold read the damaged record, not a snapshot taken after it
+    second = Run(tmp_path)
+    try:
+        again = second.client.start("ok")
+        wait_until("SUCCESS after the corrupt record", lambda: second.state().instances[again].state == "SUCCESS")
+        entries = cli_json(tmp_path, "replay", "--until", str(int(victim.split("-")[1])))
+        assert victim not in [i["instance"] for i in entries["instances"]]
+        rejected: list[str] = []
+        load_state(
+            second.data,
+            sink=lambda r, evs, tag: rejected.extend(ev.reason for ev in evs if isinstance(ev, CommandRejected)),
+        )
+        assert any("corrupt record" in reason and "CRC" in reason for reason in rejected), rejected
+    finally:
+        second.stop()
