@@ -113,6 +113,20 @@ class TaskLost(_Command, tag="task_lost"):
     worker: str = ""
 
 
+class ClaimAttempt(_Command, tag="claim_attempt"):
+    """A worker asks to run the attempt (Kafka runtime): the first claim of the attempt wins.
+
+    The master answers with `AttemptClaimed` for the winner; only then does the winner spawn
+    the process. Any later claim of the same attempt (another worker that re-read the dispatch
+    after a rebalance) is recorded as ignored, so a dispatch is run by one worker at most.
+    """
+
+    instance: str
+    task: str
+    attempt: int
+    worker: str
+
+
 class Heartbeat(_Command, tag="heartbeat"):
     """A worker is alive.
 
@@ -153,6 +167,7 @@ Command = (
     | TaskFinished
     | TaskAdopted
     | TaskLost
+    | ClaimAttempt
     | Heartbeat
     | CheckDue
     | UpstreamFinished

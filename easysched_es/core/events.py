@@ -170,6 +170,16 @@ class DispatchTask(_Event, tag="dispatch"):
     worker_group: str = "default"
 
 
+class AttemptClaimed(_Event, tag="attempt_claimed"):
+    """`worker` won the claim of the attempt: it, and only it, runs `dispatch` (Kafka runtime)."""
+
+    instance: str
+    task: str
+    attempt: int
+    worker: str
+    dispatch: DispatchTask
+
+
 class KillTaskProcess(_Event, tag="kill_process"):
     """Terminate the process group of an attempt (SIGTERM, then SIGKILL after the grace)."""
 
@@ -195,6 +205,7 @@ Event = (
     | KillConfirmed
     | LateReportIgnored
     | DispatchTask
+    | AttemptClaimed
     | KillTaskProcess
 )
 

@@ -526,11 +526,48 @@ def _stale(ti: TaskInstance, cmd: Any) -> str:
     return ""
 
 
+def _claim_attempt(state: State, cmd: c.ClaimAttempt, offset: int, out: Out) -> None:
+    """A worker's claim of a dispatched attempt: the first claim of the current attempt wins."""
+    if not cmd.worker:
+        raise _Rejected("a claim must name its worker", cmd.instance, cmd.task)
+    inst, ti = _report_target(state, cmd)
+    stale = _stale(ti, cmd)
+    if not stale and ti.state != DISPATCH:
+        stale = f"task is {ti.state}"
+    if stale:
+        if ti.kill_pending and ti.worker is None and cmd.attempt == ti.attempt:
+            # Killed before anyone claimed it: no worker ever got an AttemptClaimed for this
+            # attempt, so no process exists and none ever will. The claim confirms the kill.
+            _ignore(inst, ti, cmd, out, f"{stale}: killed before it was claimed, no process was started")
+            _confirm_kill(inst, ti, cmd, -15, out)
+            _maybe_finish(state, inst, out)
+            return
+        _ignore(inst, ti, cmd, out, stale)
+        return
+    if ti.worker is not None:
+        _ignore(inst, ti, cmd, out, f"attempt {ti.attempt} already claimed by worker {ti.worker}")
+        return
+    ti.worker = cmd.worker
+    tdef = _version(state, inst).task(ti.name)
+    assert isinstance(tdef, ShellTask)
+    out.append(
+        e.AttemptClaimed(
+            instance=inst.id,
+            task=ti.name,
+            attempt=ti.attempt,
+            worker=cmd.worker,
+            dispatch=_dispatch_effect(state, inst, ti, tdef),
+        )
+    )
+
+
 def _task_started(state: State, cmd: c.TaskStarted | c.TaskAdopted, offset: int, out: Out) -> None:
     """A started report, or an adoption after a restart: the attempt's process runs with `pid`."""
     inst, ti = _report_target(state, cmd)
     adopted = isinstance(cmd, c.TaskAdopted)
     stale = _stale(ti, cmd) or ("duplicate start report" if ti.state == RUNNING and not adopted else "")
+    if not stale and ti.state == DISPATCH and ti.worker is not None and cmd.worker != ti.worker:
+        stale = f"attempt {ti.attempt} is claimed by worker {ti.worker}, not {cmd.worker or '(unnamed)'}"
     if stale:
         _ignore(inst, ti, cmd, out, stale)
         return
@@ -692,6 +729,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.TaskFinished: _task_finished,
     c.TaskAdopted: _task_started,
     c.TaskLost: _task_lost,
+    c.ClaimAttempt: _claim_attempt,
     c.Heartbeat: _heartbeat,
     c.CheckDue: _check_due,
     c.UpstreamFinished: _upstream_finished,

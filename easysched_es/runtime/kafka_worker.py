@@ -1,28 +1,43 @@
 """The Kafka worker: acts on the effects in `<prefix>.events`, reports to `<prefix>.commands`.
 
 Workers of one worker group form a consumer group (`<prefix>-workers-<group>`) over the events
-topic: each events partition is read by one worker of the group, which runs the `DispatchTask`
-effects of its group found there and the `KillTaskProcess` effects for attempts it claimed.
+topic: each events partition is read by one worker of the group.
 
-Kills are also read from EVERY events partition by a second, group-less consumer (from the end
-of the topic as of the worker's start): a rebalance can move an events partition to another
-worker while this one still runs tasks dispatched from it, and the kills for those tasks then
-land with the new owner, which ignores them (not its claims). Each worker therefore acts on a
-kill for any attempt it claimed, whoever owns the partition now. A kill seen for an attempt not
-(yet) claimed here is remembered: if the dispatch of that attempt comes later (the group consumer
-lags), the attempt is killed before it starts instead of running. Each kill is acted on once per
-worker process. The process handling (claim files, process groups, kill grace, adoption after a
-restart) is `runtime.worker.Worker`, with its claims in the worker's own directory.
+Claims (no attempt runs twice): a worker that reads a `DispatchTask` of its group does NOT spawn
+it. It produces a `ClaimAttempt` (acks=all, to the instance's commands partition; the claims of
+one poll are produced together, then flushed once) and only then commits its events offset. The
+master's fold decides: the first claim of the current attempt wins (`AttemptClaimed`, carrying
+the dispatch), any other claim is recorded as ignored. A worker spawns an attempt only when it
+reads `AttemptClaimed` naming itself. So a worker killed between the claim and the commit, or
+between the spawn and anything else, cannot make the attempt run twice: the next owner of the
+partition re-reads the dispatch, and its claim loses. A claimant that dies before spawning is
+lost after its heartbeat timeout, and the master reruns the task as a NEW attempt.
 
-The consumer offset is committed after the effects of a poll were applied; an effect seen twice
-(after a crash) is recognised by its claim file. Reports are produced (acks=all) to the partition
-of their instance; heartbeats go to every partition with the worker's timeout, so a worker that
-disappears has its attempts declared lost by the masters (through `CheckDue`).
+A second, group-less consumer reads EVERY events partition (the "effect reader"): the
+`AttemptClaimed` for this worker land in the instance's partition, which may belong to another
+worker of the group by then, and so do the kills of the attempts it runs (a rebalance moves
+partitions while tasks keep running). It starts a little before the end of the topic as of the
+worker's start (twice the heartbeat timeout back): it catches up on claims won by a previous run
+of the same worker name that did not spawn yet (an attempt superseded, finished or killed later in
+that stretch of the log is skipped), then acts live. A kill seen for an attempt not (yet) claimed
+here is remembered: if the dispatch of that attempt comes later, the attempt is killed before it
+starts instead of running. The process handling (claim files, process groups, kill grace,
+adoption) is `runtime.worker.Worker`, with its claim files in the worker's own directory: they
+make a spawn seen twice by one worker directory idempotent.
+
+Reports are produced (acks=all) to the partition of their instance; heartbeats go to every
+partition with the worker's timeout, so a worker that disappears has its attempts declared lost
+by the masters (through `CheckDue`).
+
+Testing hook: `EASYSCHED_TEST_CRASH=after_claim` makes the worker SIGKILL itself after its claims
+are durable and before it commits its offsets; `after_spawn` right after it spawned an attempt.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -35,7 +50,7 @@ from kafka import errors as kerr
 
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
-from easysched_es.core.events import DispatchTask, Event, KillTaskProcess
+from easysched_es.core.events import AttemptClaimed, DispatchTask, Event, KillTaskProcess, TaskStateChanged
 from easysched_es.kafka_client import instance_partition
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
 from easysched_es.runtime.worker import Key, Worker, now_ms
@@ -44,6 +59,9 @@ log = logging.getLogger(__name__)
 
 # Kill effects remembered (acted on, or waiting for a dispatch this worker may still see).
 REMEMBERED_KILLS = 100_000
+# Attempts this worker process already claimed (a dispatch read again is not claimed again).
+REMEMBERED_CLAIMS = 100_000
+CRASH_HOOK = "EASYSCHED_TEST_CRASH"
 
 
 class KafkaWorker:
@@ -81,17 +99,25 @@ class KafkaWorker:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         )
-        # Every events partition, for the kills (see the module doc); positioned at the end now.
+        # Every events partition, for the claims won and the kills (see the module doc).
         self.kill_consumer = KafkaConsumer(**settings.common(), group_id=None, enable_auto_commit=False,
                                            isolation_level="read_committed")
         events = [TopicPartition(settings.topic("events"), p) for p in range(counts[settings.topic("events")])]
         self.kill_consumer.assign(events)
-        self.kill_consumer.seek_to_end(*events)
+        self._catch_up_to = self.kill_consumer.end_offsets(events)
+        since = now_ms() - round(2 * heartbeat_timeout * 1000)
+        found = self.kill_consumer.offsets_for_times({tp: since for tp in events})
         for tp in events:
-            self.kill_consumer.position(tp)
+            at = found.get(tp)
+            self.kill_consumer.seek(tp, at.offset if at is not None else self._catch_up_to[tp])
+        self._caught_up = False
         self._apply_lock = threading.Lock()
         # key -> the kill effect while not acted on (the dispatch may come later), None once acted on.
         self._kills: OrderedDict[Key, KillTaskProcess | None] = OrderedDict()
+        self._claimed: OrderedDict[Key, None] = OrderedDict()
+        # Claims won by this worker name and not spawned yet (held while the reader catches up).
+        self._won: OrderedDict[Key, DispatchTask] = OrderedDict()
+        self._crash = os.environ.get(CRASH_HOOK, "")
 
     def _report(self, command: c.Command) -> None:
         partition = instance_partition(command.instance)  # type: ignore[union-attr]
@@ -110,20 +136,50 @@ class KafkaWorker:
         claim, _ = self.worker._paths(*key)
         return claim.exists()
 
-    def apply(self, effect: Event) -> None:
-        """Run one effect now (the offset is committed after it); effects are applied one at a time."""
+    def _claim(self, effect: DispatchTask) -> Any:
+        """Produce the claim of a dispatched attempt; the send's future (None if not claimed now)."""
+        key = (effect.instance, effect.task, effect.attempt)
+        with self._apply_lock:
+            if key in self._kills:
+                kill = self._kills[key]
+                if kill is not None:  # its kill came first (another partition's reader): never start it
+                    self._remember(kill, acted=True)
+                    try:
+                        self.worker._kill(kill)
+                    except Exception:
+                        log.exception("effect %r failed", kill)
+                return None
+            if key in self._claimed:
+                return None
+            self._claimed[key] = None
+            while len(self._claimed) > REMEMBERED_CLAIMS:
+                self._claimed.popitem(last=False)
+        claim = c.ClaimAttempt(at=now_ms(), instance=effect.instance, task=effect.task, attempt=effect.attempt,
+                               worker=self.name)
+        return self.producer.send(self.commands_topic, value=encode(claim),
+                                  partition=instance_partition(effect.instance))
+
+    def _spawn(self, dispatch: DispatchTask) -> None:
+        """Run an attempt this worker won the claim of (unless its kill was seen already)."""
+        key = (dispatch.instance, dispatch.task, dispatch.attempt)
         with self._apply_lock:
             try:
-                if isinstance(effect, DispatchTask):
-                    if effect.worker_group != self.group:
-                        return
-                    kill = self._kills.get((effect.instance, effect.task, effect.attempt))
-                    if kill is None:
-                        self.worker._dispatch(effect)
-                    else:  # its kill came first (from another partition's reader): never start it
-                        self._remember(kill, acted=True)
-                        self.worker._kill(kill)
-                elif isinstance(effect, KillTaskProcess):
+                kill = self._kills.get(key)
+                if kill is not None:
+                    self._remember(kill, acted=True)
+                    self.worker._kill(kill)
+                elif key not in self._kills:
+                    self.worker._dispatch(dispatch)
+                    if self._crash == "after_spawn":
+                        os.kill(os.getpid(), signal.SIGKILL)
+            except Exception:
+                log.exception("dispatch %r failed", dispatch)
+
+    def apply(self, effect: Event) -> None:
+        """Act on a kill effect now; effects are applied one at a time."""
+        with self._apply_lock:
+            try:
+                if isinstance(effect, KillTaskProcess):
                     key = (effect.instance, effect.task, effect.attempt)
                     if key in self._kills and self._kills[key] is None:
                         return  # acted on already (seen by both readers)
@@ -142,8 +198,8 @@ class KafkaWorker:
             self._kills.popitem(last=False)
 
     @staticmethod
-    def _effects(records: list[Any]) -> list[Event]:
-        """The dispatch and kill effects in polled events records."""
+    def _effects(records: list[Any], kinds: tuple[type, ...] = (DispatchTask, KillTaskProcess)) -> list[Event]:
+        """The events of `kinds` (by default the dispatch and kill effects) in polled events records."""
         out: list[Event] = []
         for record in records:
             try:
@@ -151,7 +207,7 @@ class KafkaWorker:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.error("undecodable events record at offset %d: %s", record.offset, exc)
                 continue
-            out.extend(ev for ev in batch.events if isinstance(ev, (DispatchTask, KillTaskProcess)))
+            out.extend(ev for ev in batch.events if isinstance(ev, kinds))
         return out
 
     @staticmethod
@@ -165,17 +221,77 @@ class KafkaWorker:
             return {}
 
     def _kill_loop(self, stop: threading.Event) -> None:
-        """Act on the kills of every events partition (for attempts this worker claimed)."""
+        """The effect reader over every events partition: claims won by this worker, and kills."""
+        kinds = (AttemptClaimed, KillTaskProcess, TaskStateChanged)
         while not stop.is_set():
-            for records in self._poll(self.kill_consumer).values():
-                for ev in self._effects(records):
-                    if isinstance(ev, KillTaskProcess):
-                        self.apply(ev)
+            polled = self._poll(self.kill_consumer)
+            for records in polled.values():
+                for ev in self._effects(records, kinds):
+                    self._on_reader_event(ev)
+            if not self._caught_up:
+                self._caught_up = all(self.kill_consumer.position(tp) >= end
+                                      for tp, end in self._catch_up_to.items())
+            if self._caught_up:
+                while self._won:
+                    _, dispatch = self._won.popitem(last=False)
+                    self._spawn(dispatch)
+
+    def _on_reader_event(self, ev: Event) -> None:
+        if isinstance(ev, AttemptClaimed):
+            if ev.worker == self.name:
+                self._won[(ev.instance, ev.task, ev.attempt)] = ev.dispatch
+            return
+        if isinstance(ev, TaskStateChanged):
+            # While catching up: an attempt superseded or ended later in the log is not spawned.
+            for key in [k for k in self._won if k[0] == ev.instance and k[1] == ev.task]:
+                if key[2] != ev.attempt or ev.state not in ("DISPATCH", "RUNNING_EXECUTION"):
+                    del self._won[key]
+            return
+        assert isinstance(ev, KillTaskProcess)
+        key = (ev.instance, ev.task, ev.attempt)
+        if self._won.pop(key, None) is not None:
+            # Won, then killed before we spawned it: never start it, confirm the kill.
+            with self._apply_lock:
+                self._remember(ev, acted=True)
+                try:
+                    self.worker._kill(ev)
+                except Exception:
+                    log.exception("effect %r failed", ev)
+        elif self._caught_up:
+            self.apply(ev)
+        else:
+            with self._apply_lock:
+                if key not in self._kills:
+                    self._remember(ev, acted=False)
+
+    def _claim_batch(self, batches: dict[Any, list[Any]]) -> int | None:
+        """Claim the dispatches and act on the kills of one poll: how many claims are now durable,
+        or None if some could not be produced."""
+        sent = []
+        for records in batches.values():
+            for ev in self._effects(records):
+                if isinstance(ev, DispatchTask):
+                    if ev.worker_group == self.group:
+                        future = self._claim(ev)
+                        if future is not None:
+                            sent.append((ev, future))
+                else:
+                    self.apply(ev)
+        self.producer.flush()
+        ok = True
+        for ev, future in sent:
+            if future.failed():
+                ok = False
+                log.warning("claim of %s/%s attempt %d failed (%s); the dispatch will be read again",
+                            ev.instance, ev.task, ev.attempt, future.exception)
+                with self._apply_lock:
+                    self._claimed.pop((ev.instance, ev.task, ev.attempt), None)
+        return len(sent) if ok else None
 
     def run(self, stop: threading.Event) -> None:
         """Consume effects, heartbeat, until `stop`; task processes keep running (a restart adopts them)."""
         self.worker.start()
-        kills = threading.Thread(target=self._kill_loop, args=(stop,), name="worker-kills", daemon=True)
+        kills = threading.Thread(target=self._kill_loop, args=(stop,), name="worker-effects-reader", daemon=True)
         kills.start()
         last_beat = 0.0
         try:
@@ -186,14 +302,18 @@ class KafkaWorker:
                 batches = self._poll(self.consumer)
                 if not batches:
                     continue
-                for records in batches.values():
-                    for ev in self._effects(records):
-                        self.apply(ev)
-                self.producer.flush()
+                claimed = self._claim_batch(batches)
+                if claimed is None:
+                    # Not every claim is in the log: read this poll again rather than commit past it.
+                    for tp, records in batches.items():
+                        self.consumer.seek(tp, records[0].offset)
+                    continue
+                if claimed and self._crash == "after_claim":
+                    os.kill(os.getpid(), signal.SIGKILL)
                 try:
                     self.consumer.commit()
                 except kerr.KafkaError as exc:
-                    log.warning("could not commit the events offsets (%s); effects may be seen again", exc)
+                    log.warning("could not commit the events offsets (%s); dispatches may be claimed again", exc)
         finally:
             stop.set()
             kills.join(5)

@@ -8,6 +8,7 @@ import pytest
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import encode
+from easysched_es.core.definitions import ShellTask
 from easysched_es.core.delay_queue import DEPENDENT_CHECK, RETRY, TIMEOUT
 from easysched_es.core.state import State
 from easysched_es.core.step import SequenceError, reject_record, step, step_record
@@ -938,3 +939,96 @@ def test_a_heartbeat_without_timeout_stops_the_watch() -> None:
     m.send(c.Heartbeat(worker="w1"))
     assert task_states(m.tick(60)) == []
     assert m.task(inst, "a").state == "RUNNING_EXECUTION"
+
+
+# ---- claims (Kafka workers: the first claim of an attempt wins) -----------------------------
+
+
+def _claim(m: Master, inst: str, worker: str, attempt: int = 1, task: str = "a") -> list[e.Event]:
+    return m.send(c.ClaimAttempt(instance=inst, task=task, attempt=attempt, worker=worker))
+
+
+def _dispatched(m: Master, *tasks: ShellTask) -> str:
+    m.define(wf("etl", *tasks))
+    return m.start("etl")
+
+
+def test_the_first_claim_wins_and_carries_the_dispatch() -> None:
+    m = Master()
+    inst = _dispatched(m, shell("a", command="echo hi", env={"X": "1"}))
+    ev = _claim(m, inst, "wa")
+    assert tags(ev) == ["attempt_claimed"]
+    claimed = of(ev, e.AttemptClaimed)[0]
+    assert (claimed.instance, claimed.task, claimed.attempt, claimed.worker) == (inst, "a", 1, "wa")
+    assert encode(claimed.dispatch) == encode(of(m.log, e.DispatchTask, task="a")[0])
+    assert m.task(inst, "a").worker == "wa" and m.task(inst, "a").state == "DISPATCH"
+    assert msgspec.msgpack.decode(encode(claimed), type=e.Event) == claimed
+
+
+def test_a_second_claim_is_ignored_and_changes_nothing() -> None:
+    m = Master()
+    inst = _dispatched(m, shell("a"))
+    _claim(m, inst, "wa")
+    before = m.snapshot_bytes(ignore_clock=True)
+    for worker in ("wb", "wa"):
+        ev = _claim(m, inst, worker)
+        assert tags(ev) == ["late_report_ignored"]
+        ignored = of(ev, e.LateReportIgnored)[0]
+        assert ignored.report == "claim_attempt" and "already claimed by worker wa" in ignored.reason
+    assert m.snapshot_bytes(ignore_clock=True) == before
+    # A claim of a stale attempt, or after the start, is ignored as well.
+    assert "not the current attempt" in of(_claim(m, inst, "wb", attempt=7), e.LateReportIgnored)[0].reason
+    m.send(c.TaskStarted(instance=inst, task="a", attempt=1, pid=7, worker="wa"))
+    assert "RUNNING_EXECUTION" in of(_claim(m, inst, "wb"), e.LateReportIgnored)[0].reason
+    assert tags(m.send(c.ClaimAttempt(instance=inst, task="a", attempt=1, worker=""))) == ["command_rejected"]
+
+
+def test_a_claim_after_a_kill_is_ignored() -> None:
+    m = Master()
+    inst = _dispatched(m, shell("a"), shell("b"))
+    _claim(m, inst, "wa", task="b")
+    m.send(c.KillTask(instance=inst, task="a"))
+    m.send(c.KillTask(instance=inst, task="b"))
+    # b was claimed before the kill: its claimant must confirm the kill; a late claim changes nothing.
+    ev = _claim(m, inst, "wb", task="b")
+    assert tags(ev) == ["late_report_ignored"] and "task is KILL" in of(ev, e.LateReportIgnored)[0].reason
+    assert m.task(inst, "b").kill_pending
+    # a was never claimed: no process can exist, so the losing claim confirms its kill.
+    ev = _claim(m, inst, "wb", task="a")
+    assert tags(ev) == ["late_report_ignored", "kill_confirmed"]
+    assert "task is KILL" in of(ev, e.LateReportIgnored)[0].reason
+    assert not m.task(inst, "a").kill_pending and m.task(inst, "a").worker is None
+    assert of(m.log, e.AttemptClaimed, task="a") == []
+    ev = m.finished(inst, "b", exit_code=-15, killed=True)
+    assert tags(ev)[0] == "kill_confirmed" and m.wf_state(inst) == "FAILURE"
+
+
+def test_a_start_from_a_worker_that_is_not_the_claimant_is_ignored() -> None:
+    m = Master()
+    inst = _dispatched(m, shell("a"))
+    _claim(m, inst, "wa")
+    for cmd in (c.TaskStarted(instance=inst, task="a", attempt=1, pid=9, worker="wb"),
+                c.TaskAdopted(instance=inst, task="a", attempt=1, pid=9, worker="wb")):
+        ev = m.send(cmd)
+        assert tags(ev) == ["late_report_ignored"]
+        assert "claimed by worker wa" in of(ev, e.LateReportIgnored)[0].reason
+    assert m.task(inst, "a").state == "DISPATCH" and m.task(inst, "a").pid is None
+    ev = m.send(c.TaskStarted(instance=inst, task="a", attempt=1, pid=8, worker="wa"))
+    assert task_states(ev) == ["RUNNING_EXECUTION"] and m.task(inst, "a").pid == 8
+
+
+def test_a_lost_claimant_that_never_started_the_attempt_has_it_rerun() -> None:
+    m = Master()
+    m.send(c.Heartbeat(worker="wa", timeout_ms=10 * SECOND))
+    inst = _dispatched(m, shell("a"))
+    _claim(m, inst, "wa")
+    m.send(c.Heartbeat(worker="wb", timeout_ms=60 * SECOND))
+    ev = m.tick(11)
+    assert task_states(ev, "a") == ["NEED_FAULT_TOLERANCE", "DISPATCH"]
+    assert "worker wa lost" in of(ev, e.TaskStateChanged, task="a")[0].reason
+    assert of(ev, e.DispatchTask)[0].attempt == 2 and m.task(inst, "a").worker is None
+    assert tags(_claim(m, inst, "wa", attempt=1)) == ["late_report_ignored"]
+    assert of(_claim(m, inst, "wb", attempt=2), e.AttemptClaimed)[0].worker == "wb"
+    m.send(c.TaskStarted(instance=inst, task="a", attempt=2, pid=5, worker="wb"))
+    m.send(c.TaskFinished(instance=inst, task="a", attempt=2, exit_code=0, worker="wb"))
+    assert m.wf_state(inst) == "SUCCESS"

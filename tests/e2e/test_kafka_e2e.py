@@ -53,9 +53,10 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._client: KafkaClient | None = None
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = open(self.tmp / f"{name}.out", "wb")  # noqa: SIM115 - owned by the process
-        proc = subprocess.Popen([sys.executable, "-m", "easysched_es", *args], env=self.env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "easysched_es", *args], env={**self.env, **(env or {})},
+                                stdout=out,
                                 stderr=open(self.tmp / f"{name}.err", "wb"), cwd=self.tmp)  # noqa: SIM115
         self.procs[name] = proc
         return proc
@@ -64,10 +65,11 @@ class Cluster:
         return self.spawn(name, "master", "--name", name, "--events-to-stdout",
                           "--session-timeout", str(SESSION_S), "--snapshot-every", "5")
 
-    def worker(self, name: str, grace: float = 2.0) -> subprocess.Popen[bytes]:
+    def worker(self, name: str, grace: float = 2.0, heartbeat_timeout: float = 20.0,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self.spawn(name, "worker", "--name", name, "--work-dir", str(self.tmp / name),
-                          "--kill-grace", str(grace), "--heartbeat-timeout", "20",
-                          "--session-timeout", str(SESSION_S))
+                          "--kill-grace", str(grace), "--heartbeat-timeout", str(heartbeat_timeout),
+                          "--session-timeout", str(SESSION_S), env=env)
 
     def master_events(self, name: str) -> list[dict[str, Any]]:
         lines = (self.tmp / f"{name}.out").read_text().splitlines()
@@ -424,3 +426,45 @@ def test_projector_folds_the_kafka_events_topic_into_duckdb(cluster: Cluster) ->
     wait_until("STOP projected", lambda: rows(f"SELECT state FROM workflow_instances WHERE instance = '{instance}'")
                == [{"state": "STOP"}])
     assert rows(f"SELECT count(*) AS n FROM timers WHERE instance = '{instance}'") == [{"n": 0}]
+
+
+# ---- a worker killed -9 between its claim (or its spawn) and anything else ----------------------
+
+
+@pytest.mark.parametrize("crash", ["after_claim", "after_spawn"])
+def test_a_worker_killed_mid_dispatch_runs_no_attempt_twice(cluster: Cluster, crash: str) -> None:
+    """worker-a dies right after its claim is durable (before its offset commit), or right after
+    its spawn; worker-b then owns every events partition and re-reads what worker-a did not commit.
+    Each attempt runs at most once; an attempt whose claimant died unstarted is rerun as a new one."""
+    marker = cluster.tmp / "ran.txt"
+    cluster.master("master-a")
+    a = cluster.worker("worker-a", heartbeat_timeout=6, env={"EASYSCHED_TEST_CRASH": crash})
+    cluster.client.define(shell_flow("once", f'echo "$EASYSCHED_ATTEMPT" >> {marker}; sleep 1'))
+    instance = cluster.client.start("once")
+    wait_until("worker-a killed itself", lambda: a.poll() is not None, timeout=30)
+    assert a.returncode == -signal.SIGKILL
+    cluster.worker("worker-b", heartbeat_timeout=20)
+
+    def finished() -> bool:
+        return any(isinstance(ev, e.WorkflowFinished) for _, ev in cluster.events_of(instance))
+
+    wait_until("the instance finished", finished, timeout=45, every=0.2)
+    events = [ev for _, ev in cluster.events_of(instance)]
+    claims = {(ev.attempt, ev.worker) for ev in events if isinstance(ev, e.AttemptClaimed)}
+    assert (1, "worker-a") in claims, events
+    assert [w for (n, w) in claims if n == 1] == ["worker-a"]  # one winner per attempt
+    # One line per attempt process that ran (each writes it first thing); the instance is final,
+    # so every attempt that ran has written it.
+    ran = marker.read_text().split()
+    assert len(ran) == len(set(ran)), ran
+    lost = [ev for ev in events if isinstance(ev, e.TaskStateChanged) and ev.state == "NEED_FAULT_TOLERANCE"]
+    assert len(lost) == 1 and "worker worker-a lost" in lost[0].reason, events
+    if crash == "after_claim":
+        assert ran == ["2"], ran  # attempt 1 was claimed by worker-a, which died before running it
+        ignored = [ev for ev in events if isinstance(ev, e.LateReportIgnored) and ev.report == "claim_attempt"]
+        assert any(ev.attempt == 1 for ev in ignored), events  # worker-b re-read the dispatch and lost
+    else:
+        assert sorted(ran) == ["1", "2"], ran  # attempt 1 ran once on worker-a; attempt 2 is the rerun
+    assert (2, "worker-b") in claims
+    instances = assert_consistent(cluster)
+    assert instances[instance].state == "SUCCESS"
