@@ -28,6 +28,7 @@ from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowStarted
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
+from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.fold import instance_partition
 
 __all__ = ["KafkaClient", "NoMasterError", "instance_partition"]
@@ -68,7 +69,7 @@ class KafkaClient:
     def submit_many(self, command: c.Command, partitions: Sequence[int]) -> list[Verdict]:
         """Produce the same command to several partitions; wait for every verdict."""
         if not command.at:
-            command.at = time.time_ns() // 1_000_000
+            command.at = wall_ms()
         payload = encode(command)
         starts = {p: self.events.end(p) for p in partitions}
         offsets = {p: self.commands.append([payload], p)[0] for p in partitions}

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from easysched_es.core.codec import decode_batch, decode_command
 from easysched_es.core.commands import Command
 from easysched_es.log.base import Record, Stream
+from easysched_es.runtime.clock import wall_ms
 from projections.errors import ProjectionError, ProjectionLockedError
 from projections.model import Handler, ReadModel, Source, Undecodable, tag_of
 from projections.schema import ALL_VIEWS, META_DDL, META_TABLE, MODELS, OFFSETS, fingerprint
@@ -333,7 +334,7 @@ class Projector:
                 events += ev
         if not moved:
             return None
-        now_ms = int(time.time() * 1000)
+        now_ms = wall_ms()
         offsets = self._buffers[OFFSETS.name]
         for (name, partition), pos in moved.items():
             offsets.add((name, partition, pos.next_offset, pos.last_command_offset, pos.records, now_ms))

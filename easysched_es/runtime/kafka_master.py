@@ -43,16 +43,12 @@ from easysched_es.core.state import State, worker_deadline
 from easysched_es.core.step import pending_effects, step_record
 from easysched_es.debug.verify import VerifyReport, verify_partition_into
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics
+from easysched_es.runtime.clock import wall_ms
 
 log = logging.getLogger(__name__)
 
 TICK_RETRY_MS = 5_000
 TXN_TIMEOUT_MS = 15_000
-
-
-def wall_ms() -> int:
-    """The wall clock in epoch milliseconds (runtime edge only)."""
-    return time.time_ns() // 1_000_000
 
 
 def snapshot_key(partition: int) -> bytes:

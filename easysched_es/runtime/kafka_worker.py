@@ -53,7 +53,8 @@ from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.events import AttemptClaimed, DispatchTask, Event, KillTaskProcess, TaskStateChanged
 from easysched_es.kafka_client import instance_partition
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
-from easysched_es.runtime.worker import Key, Worker, now_ms
+from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.worker import Key, Worker
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class KafkaWorker:
         events = [TopicPartition(settings.topic("events"), p) for p in range(counts[settings.topic("events")])]
         self.kill_consumer.assign(events)
         self._catch_up_to = self.kill_consumer.end_offsets(events)
-        since = now_ms() - round(2 * heartbeat_timeout * 1000)
+        since = wall_ms() - round(2 * heartbeat_timeout * 1000)
         found = self.kill_consumer.offsets_for_times({tp: since for tp in events})
         for tp in events:
             at = found.get(tp)
@@ -125,7 +126,7 @@ class KafkaWorker:
 
     def heartbeat(self) -> None:
         """Tell every partition's master this worker is alive."""
-        hb = encode(c.Heartbeat(at=now_ms(), worker=self.name, timeout_ms=round(self.heartbeat_timeout * 1000)))
+        hb = encode(c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=round(self.heartbeat_timeout * 1000)))
         for p in range(self.partitions):
             self.producer.send(self.commands_topic, value=hb, partition=p)
 
@@ -154,7 +155,7 @@ class KafkaWorker:
             self._claimed[key] = None
             while len(self._claimed) > REMEMBERED_CLAIMS:
                 self._claimed.popitem(last=False)
-        claim = c.ClaimAttempt(at=now_ms(), instance=effect.instance, task=effect.task, attempt=effect.attempt,
+        claim = c.ClaimAttempt(at=wall_ms(), instance=effect.instance, task=effect.task, attempt=effect.attempt,
                                worker=self.name)
         return self.producer.send(self.commands_topic, value=encode(claim),
                                   partition=instance_partition(effect.instance))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from easysched_es.core.codec import decode_batch, encode
@@ -22,6 +21,7 @@ from easysched_es.core.events import EFFECT_TYPES, Event, EventBatch
 from easysched_es.core.state import State
 from easysched_es.core.step import pending_effects
 from easysched_es.log.base import Record
+from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.datadir import DataDir
 from easysched_es.runtime.fold import fold_stream
 from easysched_es.runtime.snapshots import SnapshotStore
@@ -29,11 +29,6 @@ from easysched_es.runtime.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 
 EffectSink = Callable[[Event], None]
-
-
-def wall_ms() -> int:
-    """The wall clock in epoch milliseconds (runtime edge only)."""
-    return time.time_ns() // 1_000_000
 
 
 class EmbeddedMaster:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from easysched_es.core import commands as c
 from easysched_es.core.events import DispatchTask, Event, KillTaskProcess
+from easysched_es.runtime.clock import wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,6 @@ _RESET_SIGNALS = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", No
 
 Key = tuple[str, str, int]
 Report = Callable[[c.Command], None]
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds (the runtime's edge; the core never calls it)."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -180,7 +176,7 @@ class Worker:
             os.close(fd)
             self.report(
                 c.TaskFinished(
-                    at=now_ms(),
+                    at=wall_ms(),
                     instance=eff.instance,
                     task=eff.task,
                     attempt=eff.attempt,
@@ -194,7 +190,7 @@ class Worker:
         self._watch(key, pid, claim, child=True, killed=False)
         self.report(
             c.TaskStarted(
-                at=now_ms(),
+                at=wall_ms(),
                 instance=eff.instance,
                 task=eff.task,
                 attempt=eff.attempt,
@@ -250,7 +246,7 @@ class Worker:
                 self._terminate(proc)
             else:
                 self.report(
-                    c.TaskAdopted(at=now_ms(), instance=key[0], task=key[1], attempt=key[2], pid=pid, worker=self.name)
+                    c.TaskAdopted(at=wall_ms(), instance=key[0], task=key[1], attempt=key[2], pid=pid, worker=self.name)
                 )
             return
         rc = _read_rc(claim)
@@ -261,7 +257,7 @@ class Worker:
         else:
             self.report(
                 c.TaskLost(
-                    at=now_ms(),
+                    at=wall_ms(),
                     instance=key[0],
                     task=key[1],
                     attempt=key[2],
@@ -292,7 +288,7 @@ class Worker:
     def _finished(self, key: Key, exit_code: int, *, killed: bool, detail: str = "") -> None:
         self.report(
             c.TaskFinished(
-                at=now_ms(),
+                at=wall_ms(),
                 instance=key[0],
                 task=key[1],
                 attempt=key[2],
@@ -370,7 +366,7 @@ class Worker:
         if code is None:
             self.report(
                 c.TaskLost(
-                    at=now_ms(),
+                    at=wall_ms(),
                     instance=proc.key[0],
                     task=proc.key[1],
                     attempt=proc.key[2],
