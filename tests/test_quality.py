@@ -39,7 +39,7 @@ def test_core_imports_nothing_from_the_edges() -> None:
         "subprocess",
         "threading",
     )
-    for path in (ROOT / "easysched_es" / "core").glob("*.py"):
+    for path in (ROOT / "easysched_es" / "core").rglob("*.py"):
         for line in path.read_text().splitlines():
             stripped = line.strip()
             if stripped.startswith(("import ", "from ")):

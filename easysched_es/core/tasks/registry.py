@@ -1,0 +1,11 @@
+"""The task types the fold knows: one registration line per type.
+
+Adding a type: write `core/tasks/NAME.py` with a `TaskType` subclass (see `base.py` for the
+hooks), add its definition struct to `definitions.TaskDef`, and add one line below.
+"""
+
+from easysched_es.core.tasks import dependent, shell
+from easysched_es.core.tasks.base import register
+
+register(shell.Shell())
+register(dependent.Dependent())

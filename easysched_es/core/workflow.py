@@ -1,0 +1,181 @@
+"""The workflow-level rules: which tasks start, how a task's end moves its workflow, kill,
+stop, pause, resume and finish of an instance. Task-type specifics are the hooks of
+`core/tasks/` (looked up in `tasks.base.TYPES`); command handlers live in `step.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from easysched_es.core import events as e
+from easysched_es.core.state import (
+    DISPATCH,
+    FAILURE,
+    KILL,
+    PAUSE,
+    RUNNING,
+    SUBMITTED,
+    SUCCESS,
+    TASK_FINAL,
+    TASK_OK,
+    WF_FAILURE,
+    WF_FINAL,
+    WF_PAUSE,
+    WF_READY_PAUSE,
+    WF_READY_STOP,
+    WF_RUNNING,
+    WF_STOP,
+    WF_SUCCESS,
+    DefinitionVersion,
+    State,
+    TaskInstance,
+    WorkflowInstance,
+)
+from easysched_es.core.tasks.base import BY_DEFINITION, HOLDS_WORK, TYPES, Out, cancel_timers, task_changed, version
+
+_FINISH_REASONS = {s: f"task {s}" for s in (SUCCESS, FAILURE, KILL)}
+
+
+def instance_env(inst: WorkflowInstance) -> dict[str, str]:
+    """The environment every task of an instance gets: its parameters and system values.
+
+    Computed once per instance; dispatches share it, so a dispatch allocates no new dict.
+    """
+    env = dict(inst.params)
+    env["EASYSCHED_WORKFLOW"] = inst.workflow
+    env["EASYSCHED_INSTANCE"] = inst.id
+    base = datetime.fromtimestamp(inst.base_time // 1000, tz=UTC).isoformat()
+    env["DS_DATE"] = base[:10]
+    env["DS_TIME"] = base[:19] + "Z"
+    return env
+
+
+def finish_task(
+    state: State, inst: WorkflowInstance, ti: TaskInstance, new_state: str, out: Out, reason: str = ""
+) -> None:
+    """Move a task to a final state and let the workflow react."""
+    cancel_timers(state, inst, ti.name, _FINISH_REASONS.get(new_state) or f"task {new_state}", out)
+    ti.state = new_state
+    ti.ended = state.now
+    task_changed(inst, ti, out, reason)
+    dv = version(state, inst)
+    if new_state in TASK_OK:
+        submit(state, inst, dv, dv.downstream[ti.name], out)
+    elif new_state == FAILURE and dv.definition.failure_strategy == "END" and inst.state == WF_RUNNING:
+        for other in list(inst.tasks.values()):
+            if other.state not in TASK_FINAL:
+                kill(state, inst, other, f"failure strategy END after {ti.name} failed", out)
+    maybe_finish(state, inst, out)
+
+
+def kill(state: State, inst: WorkflowInstance, ti: TaskInstance, reason: str, out: Out) -> None:
+    """Rule 6.1: the kill, the timer removal and the end of what the task runs are one step."""
+    cancel_timers(state, inst, ti.name, "task killed", out)
+    was = ti.state
+    ti.state = KILL
+    ti.ended = state.now
+    ti.kill_pending = False
+    task_changed(inst, ti, out, reason)
+    TYPES[ti.type].after_kill(state, inst, ti, was, reason, out)
+
+
+def submit(state: State, inst: WorkflowInstance, dv: DefinitionVersion, names: Iterable[str], out: Out) -> None:
+    """Start every named task whose upstreams all succeeded, if the instance is running."""
+    if inst.state != WF_RUNNING:
+        return
+    tasks = inst.tasks
+    ready = []
+    for name in names:
+        if name in tasks:
+            continue
+        tdef = dv.task(name)
+        for up in tdef.upstream:
+            upstream = tasks.get(up)
+            if upstream is None or upstream.state not in TASK_OK:
+                break
+        else:
+            ready.append(tdef)
+    # Register the whole batch before starting any of it: a task that ends at once (a
+    # DEPENDENT already satisfied or failed) must not let the workflow finish while its
+    # siblings are still to start, and a kill by failure strategy END must reach them.
+    for tdef in ready:
+        tasks[tdef.name] = TaskInstance(name=tdef.name, type=BY_DEFINITION[type(tdef)].name)
+    for tdef in ready:
+        ti = tasks[tdef.name]
+        if ti.state == SUBMITTED and inst.state == WF_RUNNING:
+            TYPES[ti.type].start(state, inst, ti, tdef, out)
+
+
+def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
+    """End the instance (or complete its pause) once nothing in it is active any more."""
+    wf = inst.state
+    if wf in WF_FINAL or wf == WF_PAUSE:
+        return
+    tasks = inst.tasks.values()
+    running = wf == WF_RUNNING
+    # One pass (this runs after every task change): work still exists outside the step
+    # (a process, a child), or, while running, any task is unfinished.
+    for t in tasks:
+        if t.kill_pending or (running and t.state not in TASK_FINAL):
+            return
+        if t.state in (DISPATCH, RUNNING) and t.type in HOLDS_WORK:
+            return
+    if wf == WF_READY_STOP:
+        final = WF_STOP
+    else:
+        dv = version(state, inst)
+        all_ok = len(inst.tasks) == len(dv.order) and all(t.state in TASK_OK for t in tasks)
+        if all_ok:
+            final = WF_SUCCESS
+        elif wf == WF_READY_PAUSE:
+            inst.state = WF_PAUSE
+            out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_PAUSE))
+            return
+        else:
+            final = WF_FAILURE
+    inst.state = final
+    inst.ended = state.now
+    task_states = {t.name: t.state for t in tasks}
+    record = state.upstream[inst.workflow][inst.id]
+    record.state = final
+    record.task_states = task_states
+    out.append(
+        e.WorkflowFinished(
+            instance=inst.id, workflow=inst.workflow, state=final, base_time=inst.base_time, task_states=task_states
+        )
+    )
+
+
+def stop(state: State, inst: WorkflowInstance, out: Out) -> None:
+    """STOP: the instance goes READY_STOP, every active task is killed, STOP once none is active."""
+    inst.state = WF_READY_STOP
+    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_READY_STOP, reason="stop requested"))
+    for ti in list(inst.tasks.values()):
+        if ti.state not in TASK_FINAL:
+            kill(state, inst, ti, "workflow stopped", out)
+    maybe_finish(state, inst, out)
+
+
+def pause(state: State, inst: WorkflowInstance, out: Out) -> None:
+    """PAUSE: nothing new starts; each active task pauses as its type says; PAUSE once none runs."""
+    inst.state = WF_READY_PAUSE
+    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_READY_PAUSE, reason="pause requested"))
+    for ti in inst.tasks.values():
+        if ti.state not in TASK_FINAL:
+            TYPES[ti.type].pause(state, inst, ti, out)
+    maybe_finish(state, inst, out)
+
+
+def resume(state: State, inst: WorkflowInstance, out: Out) -> None:
+    """RECOVER_SUSPENDED_PROCESS: continue a paused instance from where it stopped."""
+    inst.state = WF_RUNNING
+    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING, reason="resumed"))
+    dv = version(state, inst)
+    # Submit what became ready during the pause first, so that a resumed task ending at
+    # once does not find the workflow complete before those are registered.
+    submit(state, inst, dv, dv.order, out)
+    for ti in list(inst.tasks.values()):
+        if ti.state == PAUSE:
+            TYPES[ti.type].resume(state, inst, ti, dv.task(ti.name), out)
+    maybe_finish(state, inst, out)
