@@ -1,9 +1,11 @@
 """Trace: every command and event that touched one instance (or one of its tasks), in log order.
 
-The trace is computed by folding the commands log from the start: the fold is
-deterministic, so this is what the master decided (`verify` checks the recorded events
-agree), and it also covers commands the master has not processed yet. Only the instance's
-partition (the number before the dash of its id) is folded.
+The trace is computed by folding the commands log: the fold is deterministic, so this is what
+the master decided (`verify` checks the recorded events agree), and it also covers commands
+the master has not processed yet. Only the instance's partition (the number before the dash
+of its id) is folded, and only from the nearest snapshot before the instance's start (its id
+names the offset of its StartWorkflow): nothing earlier can touch an instance that did not
+exist yet, except commands naming its id by guess, which were rejected as unknown then.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from easysched_es.core.codec import decode_command
 from easysched_es.core.commands import StartWorkflow
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
+from easysched_es.debug.replay import start_for
 from easysched_es.debug.views import iso
 from easysched_es.log.base import Record
 from easysched_es.runtime.fold import LogSource, fold_stream, instance_partition
+from easysched_es.runtime.gc_pause import gc_paused
 
 
 def _touches(obj: object, instance: str, task: str | None) -> bool:
@@ -39,7 +43,7 @@ def trace(source: LogSource, instance: str, task: str | None = None) -> list[dic
         return entries
     if partition >= source.partitions:
         return entries
-    state = State(partition)
+    started_at = _start_offset(instance)
 
     def sink(record: Record, events: list[Event], tag: str) -> None:
         mine = [ev for ev in events if _touches(ev, instance, task)]
@@ -68,6 +72,12 @@ def trace(source: LogSource, instance: str, task: str | None = None) -> list[dic
                 {"offset": record.offset, "time": at, "kind": "event", "type": data.pop("type"), "data": data}
             )
 
-    with source.commands() as commands:
+    with source.commands() as commands, gc_paused():
+        state: State = start_for(source, commands, partition, until=started_at - 1).state
         fold_stream(commands, state, partition=partition, sink=sink, progress=True)
     return entries
+
+
+def _start_offset(instance: str) -> int:
+    tail = instance.partition("-")[2]
+    return int(tail) if tail.isdigit() else 0

@@ -3,7 +3,7 @@
 ```
 <data>/commands/          the commands stream (EmbeddedStream)
 <data>/events/            the events stream: one EventBatch per command
-<data>/snapshots/         master state snapshots, <offset>.snap
+<data>/snapshots/         master state snapshots, <offset>.snap + <offset>.meta (the sparse index)
 <data>/runs/              per-attempt claim files (idempotent dispatch, restart reconcile)
 <data>/logs/              per-attempt task logs
 <data>/master.lock        held by the one `easysched run` on this directory
@@ -51,6 +51,10 @@ class DataDir:
         """Open the events stream."""
         return EmbeddedStream(self.root / "events")
 
+    def snapshot_store(self) -> SnapshotStore:
+        """The snapshot index of the (one) partition."""
+        return SnapshotStore(self.snapshots)
+
     def load_snapshot(self, partition: int = 0, until: int | None = None) -> State | None:
         """The newest good snapshot covering at most command offset `until` (None: any)."""
-        return SnapshotStore(self.snapshots).load(until) if partition == 0 else None
+        return self.snapshot_store().load(until) if partition == 0 else None

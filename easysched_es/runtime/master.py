@@ -109,7 +109,7 @@ class EmbeddedMaster:
 
     def snapshot(self) -> None:
         """Write a snapshot of the state as it stands."""
-        self.snapshots.save(self.state)
+        self.snapshots.save(self.state, events_position=self.events.end())
         self._since_snapshot = 0
 
     def tick(self) -> int | None:
