@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_thinning_is_stable_and_bounds_the_gaps(steps: list[int], recent: int, m
         kept = new
         ordered = sorted(kept)
         assert offset in kept
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             assert b - a <= 2 * max(max_gap, 2) + 50
 
 
@@ -117,7 +118,7 @@ def test_retention_starts_from_the_oldest_kept_snapshot_and_refuses_earlier_poin
             store.path(meta.offset).unlink()
     oldest = store.metas()[0]
     segments = sorted((data.root / "commands").glob("*.seg"))
-    gone = [s for s, nxt in zip(segments, segments[1:], strict=False) if int(nxt.stem) <= oldest.position]
+    gone = [s for s, nxt in itertools.pairwise(segments) if int(nxt.stem) <= oldest.position]
     assert gone
     for seg in gone:
         seg.unlink()
