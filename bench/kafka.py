@@ -47,11 +47,11 @@ from easysched_es.core.codec import encode  # noqa: E402
 from easysched_es.core.definitions import ShellTask, WorkflowDefinition  # noqa: E402
 from easysched_es.core.state import State  # noqa: E402
 from easysched_es.core.step import step_record  # noqa: E402
-from easysched_es.kafka_client import KafkaClient  # noqa: E402
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, ensure_topics  # noqa: E402
+from easysched_es.runtime.embedded.local_run import pid_alive, stop_run, wait_for  # noqa: E402
 from easysched_es.runtime.fold import fold_stream, start_state  # noqa: E402
-from easysched_es.runtime.kafka_master import KafkaLog, KafkaMaster  # noqa: E402
-from easysched_es.runtime.local_run import pid_alive, stop_run, wait_for  # noqa: E402
+from easysched_es.runtime.kafka.client import KafkaClient  # noqa: E402
+from easysched_es.runtime.kafka.master import KafkaLog, KafkaMaster  # noqa: E402
 
 
 def commands(n: int) -> list[bytes]:
@@ -238,7 +238,7 @@ def main() -> int:
     args = parser.parse_args()
     broker = None
     if not args.bootstrap:
-        from easysched_es.runtime.kafka_local import LocalKafka
+        from easysched_es.runtime.kafka.local_broker import LocalKafka
 
         broker = LocalKafka()
         broker.start(Path(tempfile.mkdtemp(prefix="bench-kafka-")))

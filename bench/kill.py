@@ -18,11 +18,11 @@ from pathlib import Path
 
 import msgspec
 
-from easysched_es.client import Client
 from easysched_es.core.definitions import WorkflowDefinition
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.client import Client
+from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.local_run import pid_alive, start_run, stop_run, wait_for
 from easysched_es.runtime.fold import load_state
-from easysched_es.runtime.local_run import pid_alive, start_run, stop_run, wait_for
 
 
 def main() -> None:

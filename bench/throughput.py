@@ -23,11 +23,11 @@ from pathlib import Path
 
 import msgspec
 
-from easysched_es.client import Client
 from easysched_es.core.definitions import WorkflowDefinition
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.client import Client
+from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.local_run import start_run, stop_run, wait_for
 from easysched_es.runtime.fold import load_state
-from easysched_es.runtime.local_run import start_run, stop_run, wait_for
 
 
 def bare_spawn_rate(n: int) -> tuple[float, float]:

@@ -5,7 +5,7 @@ Registered from ``tests/conftest.py`` with ``pytest_plugins = ["tests.kafka_brok
 Fixtures:
 
 * ``kafka_bootstrap`` (session) -> ``"host:port"``. ``$EASYSCHED_KAFKA`` names an existing broker to use;
-  otherwise one :class:`~easysched_es.runtime.kafka_local.LocalKafka` is started for the whole session
+  otherwise one :class:`~easysched_es.runtime.kafka.local_broker.LocalKafka` is started for the whole session
   in a temporary directory (free ports; about 1-2 s when the jars are cached, see ``ensure_jars``) and
   stopped at the end.
 * ``kafka_session_broker`` (session) -> the ``LocalKafka`` behind ``kafka_bootstrap``, or None when
@@ -31,7 +31,7 @@ from typing import NoReturn
 
 import pytest
 
-from easysched_es.runtime.kafka_local import KafkaLocalError, LocalKafka
+from easysched_es.runtime.kafka.local_broker import KafkaLocalError, LocalKafka
 
 KAFKA_ENV = "EASYSCHED_KAFKA"
 

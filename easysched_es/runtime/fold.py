@@ -1,7 +1,7 @@
 """Feeding a commands stream through the pure fold: the one loop master, CLI and replay share.
 
 The queries (status, timers, trace, replay, verify, wait) read a `LogSource`: an embedded data
-directory (`DataDir`, one partition) or the Kafka topics (`runtime.kafka_master.KafkaLog`, one
+directory (`DataDir`, one partition) or the Kafka topics (`runtime.kafka.master.KafkaLog`, one
 State per partition). Both give the commands and events streams and a partition's snapshots.
 """
 

@@ -24,10 +24,10 @@ from easysched_es.core import events as e
 from easysched_es.core.codec import decode_batch
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.flows import load_flow
-from easysched_es.kafka_client import KafkaClient, instance_partition
 from easysched_es.log.kafka import KafkaSettings, KafkaStream
-from easysched_es.runtime.kafka_master import verify_partition
-from easysched_es.runtime.local_run import pid_alive, wait_for
+from easysched_es.runtime.embedded.local_run import pid_alive, wait_for
+from easysched_es.runtime.kafka.client import KafkaClient, instance_partition
+from easysched_es.runtime.kafka.master import verify_partition
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

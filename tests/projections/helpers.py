@@ -11,7 +11,7 @@ import duckdb
 
 from easysched_es.core.state import State
 from easysched_es.log.embedded import EmbeddedStream
-from easysched_es.runtime import local_run
+from easysched_es.runtime.embedded import local_run
 from projections.model import quote
 from projections.schema import MODELS, OFFSETS
 from tests.projections.workload import Simulation

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from easysched_es.cli import build_parser
+from easysched_es.cli.app import build_parser
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import easysched_es as es
-from easysched_es.kafka_client import KafkaClient
+from easysched_es.runtime.kafka.client import KafkaClient
 
 
 def test_kafka_client_is_exported() -> None:

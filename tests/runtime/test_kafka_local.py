@@ -1,4 +1,4 @@
-"""The self-started Apache Kafka broker (easysched_es.runtime.kafka_local) and the kafka-python calls the
+"""The self-started Apache Kafka broker (easysched_es.runtime.kafka.local_broker) and the kafka-python calls the
 Kafka log relies on: plain round trip, a transaction with consumed offsets read back read_committed, and
 a broker restart that keeps data and committed offsets."""
 
@@ -15,8 +15,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
-from easysched_es.runtime import kafka_local
-from easysched_es.runtime.kafka_local import KafkaLocalError, LocalKafka
+from easysched_es.runtime.kafka import local_broker as kafka_local
+from easysched_es.runtime.kafka.local_broker import KafkaLocalError, LocalKafka
 
 DEADLINE_S = 30.0
 

@@ -12,7 +12,7 @@ from easysched_es.core import commands as c
 from easysched_es.core.codec import encode
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.state import State
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import fold_stream, load_state
 from easysched_es.runtime.snapshots import SnapshotStore
 

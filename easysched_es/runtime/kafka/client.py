@@ -21,7 +21,6 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from easysched_es.client import CommandRejectedError, Verdict
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.definitions import WorkflowDefinition
@@ -29,6 +28,7 @@ from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowS
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.embedded.client import CommandRejectedError, Verdict
 from easysched_es.runtime.fold import instance_partition
 
 __all__ = ["KafkaClient", "NoMasterError", "instance_partition"]

@@ -51,9 +51,9 @@ from kafka import errors as kerr
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.events import AttemptClaimed, DispatchTask, Event, KillTaskProcess, TaskStateChanged
-from easysched_es.kafka_client import instance_partition
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.kafka.client import instance_partition
 from easysched_es.runtime.worker import Key, Worker
 
 log = logging.getLogger(__name__)

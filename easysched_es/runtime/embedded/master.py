@@ -22,7 +22,7 @@ from easysched_es.core.state import State
 from easysched_es.core.step import pending_effects
 from easysched_es.log.base import Record
 from easysched_es.runtime.clock import wall_ms
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import fold_stream
 from easysched_es.runtime.snapshots import SnapshotStore
 

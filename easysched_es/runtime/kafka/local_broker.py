@@ -101,7 +101,7 @@ _POM_ENV = "EASYSCHED_KAFKA_POM"
 _JARS_ENV = "EASYSCHED_KAFKA_JARS"
 
 _LOG4J2_CONFIG = """\
-# Written by easysched_es.runtime.kafka_local: broker logs go to stdout (redirected to broker.log).
+# Written by easysched_es.runtime.kafka.local_broker: broker logs go to stdout (redirected to broker.log).
 status = warn
 appender.out.type = Console
 appender.out.name = STDOUT
@@ -186,7 +186,7 @@ def _repo_pom() -> Path | None:
     env = os.environ.get(_POM_ENV)
     if env:
         return Path(env)
-    candidate = Path(__file__).resolve().parents[2] / "compose" / "kafka" / "pom.xml"
+    candidate = Path(__file__).resolve().parents[3] / "compose" / "kafka" / "pom.xml"
     return candidate if candidate.is_file() else None
 
 
@@ -497,7 +497,7 @@ def broker_properties(data_dir: Path, port: int, controller_port: int) -> dict[s
 
 
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
-    lines = ["# Written by easysched_es.runtime.kafka_local; rewritten on every start."]
+    lines = ["# Written by easysched_es.runtime.kafka.local_broker; rewritten on every start."]
     lines += [f"{k}={v}" for k, v in props.items()]
     path.write_text("\n".join(lines) + "\n")
 

@@ -24,7 +24,7 @@ from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, Event, WorkflowStarted
 from easysched_es.log.base import Record
 from easysched_es.runtime.clock import wall_ms
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import load_state
 
 

@@ -3,7 +3,7 @@
 `--kafka BOOTSTRAP` (or `$EASYSCHED_KAFKA`) switches the commands that change state (define,
 start, stop, pause, resume, kill-task) from the embedded log to Kafka, and the queries (status,
 timers, trace, replay, verify, wait) fold the commands topic, each partition its own State
-(`runtime.kafka_master.KafkaLog`); `replay --until OFFSET --partition P` replays one partition.
+(`runtime.kafka.master.KafkaLog`); `replay --until OFFSET --partition P` replays one partition.
 Topic prefix and partition count: `$EASYSCHED_KAFKA_PREFIX` (default
 "easysched"), `$EASYSCHED_KAFKA_PARTITIONS` (default 3, used when the topics are created).
 """
@@ -20,14 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from easysched_es.cli.common import Registrar, kafka_bootstrap
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
-
-
-def kafka_bootstrap(args: argparse.Namespace) -> str | None:
-    """The bootstrap servers chosen by `--kafka` or `$EASYSCHED_KAFKA`, else None (embedded log)."""
-    return getattr(args, "kafka", None) or os.environ.get("EASYSCHED_KAFKA") or None
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -49,7 +46,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_master(args: argparse.Namespace) -> int:
-    from easysched_es.runtime.kafka_master import KafkaMaster
+    from easysched_es.runtime.kafka.master import KafkaMaster
 
     def report(what: str, data: dict[str, Any]) -> None:
         if args.events_to_stdout:
@@ -64,7 +61,7 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from easysched_es.runtime.kafka_worker import KafkaWorker
+    from easysched_es.runtime.kafka.worker import KafkaWorker
 
     worker = KafkaWorker(_settings(args), args.work_dir, group=args.group, name=args.name,
                          kill_grace=args.kill_grace, heartbeat_timeout=args.heartbeat_timeout,
@@ -97,7 +94,7 @@ def cmd_projector(args: argparse.Namespace) -> int:
 
 
 def cmd_kafka_local(args: argparse.Namespace) -> int:
-    from easysched_es.runtime import kafka_local
+    from easysched_es.runtime.kafka import local_broker as kafka_local
 
     directory = Path(args.dir).absolute()
     if args.action == "start":
@@ -121,13 +118,12 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
+def register(reg: Registrar) -> None:
     """Add the Kafka subcommands to the `easysched` parser."""
     # kafka-python logs every connection at INFO: keep its warnings only.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     text = "run a master: folds the partitions the consumer group gives it, stands by otherwise (Kafka)"
-    p = sub.add_parser("master", help=text, description=text, parents=[common])
-    p.set_defaults(func=cmd_master)
+    p = reg.add("master", cmd_master, text)
     p.add_argument("--name", help="this master's name in logs (default host:pid)")
     p.add_argument("--session-timeout", type=float, default=10.0,
                    help="consumer group session timeout in seconds: how fast a standby takes over (default 10)")
@@ -136,8 +132,7 @@ def register(sub: Any, common: argparse.ArgumentParser, as_json: argparse.Argume
                    help="print ownership changes (assigned, ready, dropped) as JSON lines")
 
     text = "run a worker: runs the SHELL tasks dispatched to its worker group, reports to Kafka"
-    p = sub.add_parser("worker", help=text, description=text, parents=[common])
-    p.set_defaults(func=cmd_worker)
+    p = reg.add("worker", cmd_worker, text)
     p.add_argument("--group", default="default", help="worker group (default 'default')")
     p.add_argument("--name", help="worker name; keep it across restarts to adopt running tasks (default host:pid)")
     p.add_argument("--work-dir", type=Path, default=Path(".easysched-worker"),
@@ -149,14 +144,12 @@ def register(sub: Any, common: argparse.ArgumentParser, as_json: argparse.Argume
 
     text = ("run the DuckDB projector over the Kafka events topic, with the query API "
             "(the database lives in --data-dir; `easysched query --data-dir DIR` uses this service)")
-    p = sub.add_parser("projector", help=text, description=text, parents=[common])
-    p.set_defaults(func=cmd_projector)
+    p = reg.add("projector", cmd_projector, text)
     p.add_argument("--port", type=int, default=0, help="HTTP port of the query API (default: a free port)")
     p.add_argument("--host", default="127.0.0.1", help="address of the query API (default 127.0.0.1)")
 
     text = "a local single-node Apache Kafka (KRaft, no Docker) for development"
-    p = sub.add_parser("kafka-local", help=text, description=text, parents=[as_json])
-    p.set_defaults(func=cmd_kafka_local)
+    p = reg.add("kafka-local", cmd_kafka_local, text, reg.as_json, log_options=False)
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--dir", type=Path, default=DEFAULT_LOCAL_DIR,
                    help=f"broker data directory (default {DEFAULT_LOCAL_DIR})")

@@ -11,10 +11,10 @@ from typing import Any
 
 from easysched_es.core.events import Event
 from easysched_es.log.embedded import DirectoryLock
-from easysched_es.runtime.appender import CommandAppender
 from easysched_es.runtime.clock import wall_ms
-from easysched_es.runtime.datadir import DataDir
-from easysched_es.runtime.master import EmbeddedMaster
+from easysched_es.runtime.embedded.appender import CommandAppender
+from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.master import EmbeddedMaster
 from easysched_es.runtime.worker import Worker
 
 log = logging.getLogger(__name__)

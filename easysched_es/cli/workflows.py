@@ -1,0 +1,72 @@
+"""Commands that change state: define, start, stop, pause, resume, kill-task."""
+
+from __future__ import annotations
+
+import argparse
+
+from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_params, parse_time, print_json
+from easysched_es.flows import load_flow
+
+
+def cmd_define(args: argparse.Namespace) -> int:
+    target = client(args)
+    results = []
+    for path in args.files:
+        definition = load_flow(path)
+        version = target.define(definition, release=not args.offline)
+        results.append({"file": path, "workflow": definition.name, "version": version})
+        if not args.json:
+            print(f"defined {definition.name} version {version} ({'OFFLINE' if args.offline else 'ONLINE'})")
+    if args.json:
+        print_json(results)
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    params = parse_params(args.param)
+    instance = client(args).start(args.workflow, params, parse_time(args.schedule_time))
+    if args.json:
+        print_json({"instance": instance})
+    else:
+        print(instance)
+    return EXIT_OK
+
+
+def _simple(method: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        target = client(args)
+        extra = [args.task] if method == "kill_task" else []
+        verdict = getattr(target, method)(args.instance, *extra)
+        if args.json:
+            print_json({"instance": args.instance, "offset": verdict.offset, "accepted": True})
+        else:
+            print(
+                f"{method.replace('_', '-')} {args.instance}{' ' + args.task if extra else ''}: accepted "
+                f"(offset {verdict.offset})"
+            )
+        return EXIT_OK
+
+    return handler
+
+
+def register(reg: Registrar) -> None:
+    """Add define, start, stop, pause, resume and kill-task."""
+    p = reg.add("define", cmd_define, "define and release workflows from YAML files", reg.as_json)
+    p.add_argument("files", nargs="+", metavar="FILE", help="workflow YAML files")
+    p.add_argument("--offline", action="store_true", help="define without releasing (cannot be started)")
+
+    p = reg.add("start", cmd_start, "start an instance of a workflow; prints the instance id", reg.as_json)
+    p.add_argument("workflow", help="the workflow's name")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="a parameter (repeatable)")
+    p.add_argument("--schedule-time", help="the instance's schedule time (ISO-8601 with zone); base of date windows")
+
+    for name, method, text in (
+        ("stop", "stop", "stop an instance: kill every active task"),
+        ("pause", "pause", "pause an instance: dispatch nothing new, let running tasks finish"),
+        ("resume", "resume", "resume a paused instance"),
+    ):
+        p = reg.add(name, _simple(method), text, reg.as_json)
+        p.add_argument("instance", help="the instance id (P-N)")
+    p = reg.add("kill-task", _simple("kill_task"), "kill one task of an instance (never retried)", reg.as_json)
+    p.add_argument("instance", help="the instance id (P-N)")
+    p.add_argument("task", help="the task's name")

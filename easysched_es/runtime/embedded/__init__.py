@@ -1,0 +1,1 @@
+"""The embedded deployment: one machine, the log as files in a data directory (`easysched run`)."""

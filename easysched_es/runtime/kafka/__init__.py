@@ -1,0 +1,1 @@
+"""The Kafka deployment: masters in a consumer group, workers, the projector, a local broker for tests."""
