@@ -34,6 +34,9 @@ import pytest
 from easysched_es.runtime.kafka.local_broker import KafkaLocalError, LocalKafka
 
 KAFKA_ENV = "EASYSCHED_KAFKA"
+# Taken out of the environment for the whole session: an embedded-log test's CLI subprocess must
+# never inherit it and talk to Kafka. Kafka tests get the address from the fixtures below.
+EXTERNAL_BROKER = os.environ.pop(KAFKA_ENV, None)
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -57,7 +60,7 @@ def _start(data_dir: Path) -> LocalKafka:
 @pytest.fixture(scope="session")
 def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
     """The session's local broker, or None when ``$EASYSCHED_KAFKA`` names an external one."""
-    if os.environ.get(KAFKA_ENV):
+    if EXTERNAL_BROKER:
         yield None
         return
     broker = _start(tmp_path_factory.mktemp("kafka"))
@@ -71,7 +74,8 @@ def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
 def kafka_bootstrap(kafka_session_broker: LocalKafka | None) -> str:
     """Bootstrap address (``host:port``) of a running Kafka 4.x broker shared by the session."""
     if kafka_session_broker is None:
-        return os.environ[KAFKA_ENV]
+        assert EXTERNAL_BROKER
+        return EXTERNAL_BROKER
     return kafka_session_broker.bootstrap
 
 

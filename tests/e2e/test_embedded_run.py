@@ -66,7 +66,8 @@ def test_stop_kills_dependent_and_shell_and_ends_stop(run: Run) -> None:
     pid = wait_until("work running", lambda: getattr(run.task(instance, "work"), "pid", None))
     assert [t.kind for t in run.state().queue.entries() if t.instance == instance] == ["DEPENDENT_CHECK"]
     stop_offset = run.client.stop(instance).offset
-    state = run.state()
+    # The state as of the stop itself: the worker may confirm the kill before a later fold.
+    state = load_state(run.data, until=stop_offset)
     assert {t.name: t.state for t in state.instances[instance].tasks.values()} == {"wait": "KILL", "work": "KILL"}
     assert state.instances[instance].state == "READY_STOP"  # until the worker confirms the process is gone
     assert [t for t in state.queue.entries() if t.instance == instance] == []
