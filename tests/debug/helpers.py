@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from easysched_es.log.embedded import EmbeddedStream
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.datadir import DataDir
 from tests.projections.workload import Simulation
 
 

@@ -12,7 +12,7 @@ from easysched_es.core.codec import decode_batch, decode_snapshot, encode
 from easysched_es.debug.replay import build_index
 from easysched_es.debug.verify import side_by_side, verify, verify_snapshots
 from easysched_es.log.embedded import EmbeddedStream
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.snapshot_index import Policy
 from easysched_es.runtime.snapshots import _HEADER, SnapshotStore
 from tests.debug.helpers import busy_data_dir
