@@ -6,6 +6,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,6 +151,24 @@ def test_requests_from_elsewhere_are_refused(service: ProjectionService) -> None
     status, body = raw(service, "POST", "/query", b'{"sql": "SELECT 1"}', {"Content-Type": "text/plain"})
     assert status == 415
     assert raw(service, "GET", "/nope")[0] == 404
+
+
+def test_a_malformed_content_length_is_a_400_and_the_service_keeps_serving(service: ProjectionService) -> None:
+    for length in (b"abc", b"-5", b"1e3"):
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+            sock.sendall(b"POST /query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + length + b"\r\n\r\n{}")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400 "), length
+    assert HttpReader(service.url).health()["ok"] is True
+
+
+def test_a_cross_origin_post_is_refused(service: ProjectionService) -> None:
+    status, body = raw(service, "POST", "/rebuild", b"{}", {"Content-Type": "application/json",
+                                                             "Origin": "http://attacker.example"})
+    assert (status, body["kind"]) == (403, "forbidden") and "cross-origin" in body["error"]
+    status, _ = raw(service, "POST", "/query", b'{"sql": "SELECT 1"}', {
+        "Content-Type": "application/json", "Origin": f"http://127.0.0.1:{service.port}"})
+    assert status == 200
 
 
 def test_the_service_follows_the_log_as_it_grows(service: ProjectionService, data_dir: tuple[Path, Simulation]) -> None:
