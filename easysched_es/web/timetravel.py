@@ -1,9 +1,10 @@
 """Time travel: an instance as the master's fold had it right after one command offset.
 
-The state comes from the replay code the CLI's `replay` uses (`runtime.fold.load_state`: the
-newest snapshot at or before the offset, then the log), never from the projection, so what the
-page shows at an offset is exactly what the master knew then, timers included. The command at
-that offset and the events it caused come from the same fold.
+The state comes from the replay code the CLI's `replay` uses (`debug.replay.start_for`: the
+nearest kept snapshot of the sparse index before the offset, then the log), never from the
+projection, so what the page shows at an offset is exactly what the master knew then, timers
+included. The command at that offset and the events it caused come from the same fold: the
+start is a snapshot strictly before the offset, so that command is always folded here.
 
 A replay keeps its state: the next jump forward from it folds only the records in between.
 """
@@ -18,9 +19,11 @@ import msgspec
 from easysched_es.core.codec import decode_command
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
+from easysched_es.debug.replay import start_for
 from easysched_es.debug.views import iso
-from easysched_es.log.base import Record
-from easysched_es.runtime.fold import LogSource, fold_stream, instance_partition, load_state
+from easysched_es.log.base import LogError, Record
+from easysched_es.runtime.fold import LogSource, Sink, fold_stream, instance_partition
+from easysched_es.runtime.gc_pause import gc_paused
 
 
 class TimeTravelError(ValueError):
@@ -54,17 +57,24 @@ class TimeTravel:
                               events=events)
 
         with self._lock:
-            state, last_caused = self._last.pop(partition, (None, {}))
-            if state is not None and state.last_offset == offset:
-                caused = last_caused
-            elif state is not None and state.last_offset < offset:
-                caused.update(last_caused)
-                with self.source.commands() as commands:
-                    fold_stream(commands, state, until=offset, partition=partition, sink=sink)
-            else:
-                state = load_state(self.source, partition=partition, until=offset, sink=sink)
-            self._last[partition] = (state, caused)
-            return _view(state, instance_id, offset, caused)
+            try:
+                return self._at(partition, instance_id, offset, caused, sink)
+            except LogError as exc:  # a point retention deleted, a broken log: say why
+                raise TimeTravelError(str(exc)) from None
+
+    def _at(self, partition: int, instance_id: str, offset: int, caused: dict[str, Any], sink: Sink) -> dict[str, Any]:
+        state, last_caused = self._last.pop(partition, (None, {}))
+        if state is not None and state.last_offset == offset:
+            caused = last_caused
+        else:
+            with self.source.commands() as commands, gc_paused():
+                if state is not None and state.last_offset < offset:
+                    caused.update(last_caused)  # in case nothing lies between
+                else:
+                    state = start_for(self.source, commands, partition, until=offset - 1).state
+                fold_stream(commands, state, until=offset, partition=partition, sink=sink)
+        self._last[partition] = (state, caused)
+        return _view(state, instance_id, offset, caused)
 
 
 def _view(state: State, instance_id: str, offset: int, caused: dict[str, Any]) -> dict[str, Any]:
