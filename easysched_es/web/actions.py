@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from easysched_es.client import CommandRejectedError
+from easysched_es.runtime.embedded.client import CommandRejectedError
 from projections.http_api import BadRequest, error_response, json_body, json_response
 
 TOKEN_HEADER = "x-easysched-token"

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from easysched_es.client import Client
 from easysched_es.core import commands as c
 from easysched_es.core.definitions import ShellTask, WorkflowDefinition
-from easysched_es.runtime.datadir import DataDir
+from easysched_es.runtime.embedded.client import Client
+from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import load_state
 from easysched_es.web import data as pages
 from easysched_es.web.serve import UiSettings, dashboard_service
