@@ -36,13 +36,20 @@ def _touches(obj: object, instance: str, task: str | None) -> bool:
 
 def trace(source: LogSource, instance: str, task: str | None = None) -> list[dict[str, Any]]:
     """The trace entries: commands and events, each with offset (in the instance's partition), time and type."""
+    return trace_with_state(source, instance, task)[0]
+
+
+def trace_with_state(
+    source: LogSource, instance: str, task: str | None = None
+) -> tuple[list[dict[str, Any]], State | None]:
+    """The trace entries and the partition's state at the end of the log (None for an impossible id)."""
     entries: list[dict[str, Any]] = []
     try:
         partition = instance_partition(instance)
     except ValueError:
-        return entries
+        return entries, None
     if partition >= source.partitions:
-        return entries
+        return entries, None
     started_at = _start_offset(instance)
 
     def sink(record: Record, events: list[Event], tag: str) -> None:
@@ -75,7 +82,7 @@ def trace(source: LogSource, instance: str, task: str | None = None) -> list[dic
     with source.commands() as commands, gc_paused():
         state: State = start_for(source, commands, partition, until=started_at - 1).state
         fold_stream(commands, state, partition=partition, sink=sink, progress=True)
-    return entries
+    return entries, state
 
 
 def _start_offset(instance: str) -> int:
