@@ -10,6 +10,8 @@ from typing import Literal
 
 import msgspec
 
+from easysched_es.core import time_params
+
 Relation = Literal["AND", "OR"]
 Cycle = Literal["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]
 FailurePolicy = Literal["FAIL", "WAIT"]
@@ -120,6 +122,10 @@ def validate(definition: WorkflowDefinition) -> None:
         names.add(task.name)
     for task in definition.tasks:
         _validate_task(where, task, names)
+    for key, value in definition.params.items():
+        reason = time_params.check(value)
+        if reason:
+            raise DefinitionError(f"{where}: parameter {key!r}: {reason}")
     cycle = find_cycle(definition)
     if cycle:
         raise DefinitionError(f"{where}: tasks form a cycle: {' -> '.join(cycle)}")
@@ -161,6 +167,11 @@ def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
                 )
     elif not task.command.strip():
         raise DefinitionError(f"{at}: SHELL command is empty")
+    else:
+        for key, text in task.env.items():
+            reason = time_params.check(text)
+            if reason:
+                raise DefinitionError(f"{at}: env {key!r}: {reason}")
 
 
 def find_cycle(definition: WorkflowDefinition) -> list[str]:

@@ -98,6 +98,8 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     ended: int | None = None
     tasks: dict[str, TaskInstance] = {}
     env: dict[str, str] = {}
+    # The IANA zone its time parameters are computed in ("" = UTC): its schedule's zone.
+    zone: str = ""
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True):

@@ -19,7 +19,7 @@ import msgspec
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import workflow
+from easysched_es.core import time_params, workflow
 from easysched_es.core.codec import decode_command
 from easysched_es.core.definitions import DefinitionError, validate
 from easysched_es.core.state import (
@@ -158,6 +158,10 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
     params = dict(dv.definition.params)
     params.update(cmd.params)
     base = cmd.schedule_time if cmd.schedule_time is not None else state.now
+    try:
+        params, _ = time_params.instance_params(params, base, "UTC")
+    except time_params.TimeExprError as exc:
+        raise _Rejected(f"parameter: {exc}") from None
     inst = WorkflowInstance(
         id=f"{state.partition}-{offset}",
         workflow=cmd.workflow,

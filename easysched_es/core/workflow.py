@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from easysched_es.core import events as e
+from easysched_es.core import time_params
 from easysched_es.core.state import (
     DISPATCH,
     FAILURE,
@@ -48,6 +49,9 @@ def instance_env(inst: WorkflowInstance) -> dict[str, str]:
     base = datetime.fromtimestamp(inst.base_time // 1000, tz=UTC).isoformat()
     env["DS_DATE"] = base[:10]
     env["DS_TIME"] = base[:19] + "Z"
+    # DolphinScheduler's built-in time parameters, as shell-safe names (system_biz_date, ...).
+    for name, value in time_params.builtin(inst.base_time, inst.zone or "UTC").items():
+        env.setdefault(time_params.env_name(name), value)
     return env
 
 

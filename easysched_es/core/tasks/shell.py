@@ -12,7 +12,7 @@ from typing import Any
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import workflow
+from easysched_es.core import time_params, workflow
 from easysched_es.core.definitions import ShellTask
 from easysched_es.core.delay_queue import RETRY
 from easysched_es.core.delay_queue import TIMEOUT as TIMEOUT_KIND
@@ -51,7 +51,7 @@ def dispatch_effect(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef
         task_type=ti.type,
         command=tdef.command,
         env=inst.env,
-        task_env=tdef.env,
+        task_env=time_params.resolve_values(tdef.env, inst.params, inst.base_time, inst.zone or "UTC"),
         worker_group=version(state, inst).definition.worker_group,
     )
 
