@@ -10,6 +10,8 @@ while it waits for its retry, the kill confirmation) update the row but not its 
 
 from __future__ import annotations
 
+import msgspec
+
 from easysched_es.core import events as e
 from easysched_es.core.definitions import WORKER_TASK_TYPES
 from easysched_es.core.state import DISPATCH, RUNNING, TASK_FINAL
@@ -34,12 +36,13 @@ COLUMNS = (
     Column("kill_command", "VARCHAR", "type of that command (stop, kill_task, check_due for a timeout)", FIRST),
     Column("kill_reason", "VARCHAR", "why the process was killed", FIRST),
     Column("kill_confirmed_at", "TIMESTAMP", "when the worker confirmed the process was gone", FIRST),
+    Column("outputs", "JSON", "output parameters the attempt set (`${setValue(k=v)}`, `$EASYSCHED_OUTPUT`)"),
     Column("updated_at", "TIMESTAMP", "time of the latest event about this attempt"),
 )
 
 _state_row = fragment_maker(
     COLUMNS, "instance", "task", "attempt", "task_type", "state", "started_at", "ended_at", "reason",
-    "exit_code", "worker", "pid", "updated_at",
+    "exit_code", "worker", "pid", "outputs", "updated_at",
 )
 _kill_row = fragment_maker(
     COLUMNS, "instance", "task", "attempt", "kill_requested_at", "kill_command", "kill_reason", "updated_at"
@@ -56,7 +59,7 @@ def _task_state(src: Source, seq: int, ev: e.TaskStateChanged) -> Row:
     ended = at if state in TASK_FINAL or (ev.task_type in WORKER_TASK_TYPES and state not in _STILL_RUNNING) else None
     return _state_row(
         ev.instance, ev.task, ev.attempt, ev.task_type or None, state, at, ended, ev.reason or None,
-        ev.exit_code, ev.worker or None, ev.pid, at,
+        ev.exit_code, ev.worker or None, ev.pid, msgspec.json.encode(ev.outputs) if ev.outputs else None, at,
     )
 
 

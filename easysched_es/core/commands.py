@@ -81,7 +81,7 @@ class TaskFinished(_Command, tag="task_finished"):
 
     `exit_code` is negative for a death by signal (-15 for SIGTERM). `killed` says the
     worker terminated it because of a kill effect (or never started it because the kill
-    came first).
+    came first). `outputs` are the output parameters it set (collected on exit code 0).
     """
 
     instance: str
@@ -91,6 +91,9 @@ class TaskFinished(_Command, tag="task_finished"):
     killed: bool = False
     worker: str = ""
     detail: str = ""
+    # Output parameters the attempt set (`${setValue(k=v)}` lines, `$EASYSCHED_OUTPUT`);
+    # the fold checks them against `core/outputs.py`'s limits.
+    outputs: dict[str, str] = {}
 
 
 class TaskAdopted(_Command, tag="task_adopted"):

@@ -84,6 +84,8 @@ class TaskStateChanged(_Event, tag="task_state"):
     pid: int | None = None
     worker: str | None = None
     exit_code: int | None = None
+    # The task's output parameters, once it succeeded with some.
+    outputs: dict[str, str] = {}
 
 
 class TimerSet(_Event, tag="timer_set"):
@@ -156,8 +158,9 @@ class LateReportIgnored(_Event, tag="late_report_ignored"):
 class DispatchTask(_Event, tag="dispatch"):
     """Run attempt `attempt` of a worker task.
 
-    The process environment is `env` (the instance's parameters and system values), then
-    `task_env`, then EASYSCHED_TASK and EASYSCHED_ATTEMPT.
+    The process environment is `env` (the instance's parameters and system values, then
+    the output parameters of its upstream tasks), then `task_env`, then EASYSCHED_TASK and
+    EASYSCHED_ATTEMPT.
     """
 
     instance: str

@@ -82,6 +82,10 @@ class TaskInstance(msgspec.Struct, omit_defaults=True):
     ended: int | None = None
     # DEPENDENT: when the first check ran (for failure_waiting_time).
     first_check: int | None = None
+    # Output parameters: those the task set (on success), and those it received from its
+    # upstream tasks when it started (see core/outputs.py).
+    outputs: dict[str, str] = {}
+    inputs: dict[str, str] = {}
 
 
 class WorkflowInstance(msgspec.Struct, omit_defaults=True):

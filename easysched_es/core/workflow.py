@@ -55,6 +55,25 @@ def instance_env(inst: WorkflowInstance) -> dict[str, str]:
     return env
 
 
+def upstream_pool(tasks: dict[str, TaskInstance], upstream: list[str]) -> dict[str, str]:
+    """The output parameters a task receives: its upstreams' pools, the first to end winning a name."""
+    pools = []
+    for at, name in enumerate(upstream):
+        up = tasks[name]
+        if up.inputs or up.outputs:
+            pools.append((up.ended or 0, at, up))
+    if not pools:
+        return {}
+    if len(pools) == 1:
+        up = pools[0][2]
+        return {**up.inputs, **up.outputs} if up.inputs else up.outputs
+    merged: dict[str, str] = {}
+    for _, _, up in sorted(pools, key=lambda p: p[:2]):
+        for name, value in {**up.inputs, **up.outputs}.items():
+            merged.setdefault(name, value)
+    return merged
+
+
 def finish_task(
     state: State, inst: WorkflowInstance, ti: TaskInstance, new_state: str, out: Out, reason: str = ""
 ) -> None:
@@ -104,7 +123,8 @@ def submit(state: State, inst: WorkflowInstance, dv: DefinitionVersion, names: I
     # DEPENDENT already satisfied or failed) must not let the workflow finish while its
     # siblings are still to start, and a kill by failure strategy END must reach them.
     for tdef in ready:
-        tasks[tdef.name] = TaskInstance(name=tdef.name, type=BY_DEFINITION[type(tdef)].name)
+        ti = tasks[tdef.name] = TaskInstance(name=tdef.name, type=BY_DEFINITION[type(tdef)].name)
+        ti.inputs = upstream_pool(tasks, tdef.upstream)
     for tdef in ready:
         ti = tasks[tdef.name]
         if ti.state == SUBMITTED and inst.state == WF_RUNNING:

@@ -36,6 +36,7 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
                 "attempt": t.attempt,
                 "pid": t.pid,
                 "kill_pending": t.kill_pending,
+                **({"outputs": t.outputs} if t.outputs else {}),
             }
             for t in inst.tasks.values()
         ],

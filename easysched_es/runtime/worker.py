@@ -31,6 +31,7 @@ from urllib.parse import quote
 from easysched_es.core import commands as c
 from easysched_es.core.events import DispatchTask, Event, KillTaskProcess
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.task_outputs import collect as collect_outputs
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Worker:
             env["EASYSCHED_ATTEMPT"] = str(eff.attempt)
             env["EASYSCHED_SCRIPT"] = eff.command
             env["EASYSCHED_RC"] = f"{claim}.rc"
+            env["EASYSCHED_OUTPUT"] = f"{claim}.out"
             env["EASYSCHED_ATTEMPT_KEY"] = self._marker(key)
             env["EASYSCHED_TASK_LOG"] = str(log_path)
             pid = os.posix_spawn(
@@ -286,6 +288,10 @@ class Worker:
         return None
 
     def _finished(self, key: Key, exit_code: int, *, killed: bool, detail: str = "") -> None:
+        found: dict[str, str] = {}
+        if exit_code == 0 and not killed:
+            claim, log_path = self._paths(*key)
+            found = collect_outputs(log_path, Path(f"{claim}.out"))
         self.report(
             c.TaskFinished(
                 at=wall_ms(),
@@ -296,6 +302,7 @@ class Worker:
                 killed=killed,
                 worker=self.name,
                 detail=detail,
+                outputs=found,
             )
         )
 

@@ -63,6 +63,7 @@ def task_changed(inst: WorkflowInstance, ti: TaskInstance, out: Out, reason: str
             pid=ti.pid,
             worker=ti.worker,
             exit_code=ti.exit_code,
+            outputs=ti.outputs,
         )
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import time_params, workflow
+from easysched_es.core import outputs, time_params, workflow
 from easysched_es.core.definitions import ShellTask
 from easysched_es.core.delay_queue import RETRY
 from easysched_es.core.delay_queue import TIMEOUT as TIMEOUT_KIND
@@ -50,7 +50,7 @@ def dispatch_effect(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef
         attempt=ti.attempt,
         task_type=ti.type,
         command=tdef.command,
-        env=inst.env,
+        env={**inst.env, **ti.inputs} if ti.inputs else inst.env,
         task_env=time_params.resolve_values(tdef.env, inst.params, inst.base_time, inst.zone or "UTC"),
         worker_group=version(state, inst).definition.worker_group,
     )
@@ -162,9 +162,14 @@ def _finished(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.Tas
     if cmd.worker:
         ti.worker = cmd.worker
     if cmd.exit_code == 0:
-        workflow.finish_task(state, inst, ti, SUCCESS, out)
-        return
-    why = f"exit code {cmd.exit_code}" + (f": {cmd.detail}" if cmd.detail else "")
+        refused = outputs.problem(cmd.outputs) if cmd.outputs else ""
+        if not refused:
+            ti.outputs = cmd.outputs
+            workflow.finish_task(state, inst, ti, SUCCESS, out)
+            return
+        why = f"exit code 0, but {refused}"
+    else:
+        why = f"exit code {cmd.exit_code}" + (f": {cmd.detail}" if cmd.detail else "")
     _failed_attempt(state, inst, ti, why, out)
 
 
