@@ -156,6 +156,9 @@ class UpstreamFinished(_Command, tag="upstream_finished"):
     state: str
     base_time: int
     task_states: dict[str, str] = {}
+    scheduled: bool = False
+    # When it finished; 0 = this command's `at` (the forwarder stamps it with the finish time).
+    ended: int = 0
 
 
 Command = (

@@ -27,7 +27,7 @@ DATE_VALUES: dict[str, tuple[str, ...]] = {
         "thisWeek", "lastWeek", "lastMonday", "lastTuesday", "lastWednesday", "lastThursday",
         "lastFriday", "lastSaturday", "lastSunday",
     ),
-    "MONTH": ("thisMonth", "lastMonth", "lastMonthBegin", "lastMonthEnd"),
+    "MONTH": ("thisMonth", "thisMonthBegin", "thisMonthEnd", "lastMonth", "lastMonthBegin", "lastMonthEnd"),
 }
 
 

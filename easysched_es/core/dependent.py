@@ -1,9 +1,12 @@
 """DEPENDENT task maths: date windows and the AND/OR verdict. Pure functions, UTC.
 
 A date value turns a base date into a list of windows (half-open [start, end) in epoch
-milliseconds), following DolphinScheduler: `last2Hours` is two hourly windows, `last7Days`
-seven daily windows, `thisWeek` every day from Monday to the base day. An item succeeds
-only when every one of its windows has a successful latest instance.
+milliseconds), following DolphinScheduler's `DependentDateUtils`: `last2Hours` is two hourly
+windows, `last7Days` seven daily windows, `thisWeek` every day from Monday to the base day,
+`last24Hours` the 24 hourly windows from 01:00 of the day before to 00:00 of the base day
+(DolphinScheduler's definition, not "the 24 hours before the base hour"). An item's windows
+decide in date order, as in `DependentExecute`: the first window that is not a success
+gives the item's result (`first_unsuccessful`).
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def windows(date_value: str, base: int) -> list[Window]:
         "last1Hour": _units(hour, _HOUR, 1),
         "last2Hours": _units(hour, _HOUR, 2),
         "last3Hours": _units(hour, _HOUR, 3),
-        "last24Hours": _units(hour, _HOUR, 24),
+        # DependentDateUtils.getSpecialLastDayInterval: hours base-(h+23) .. base-h, h = base hour.
+        "last24Hours": _units(day + _HOUR, _HOUR, 24),
         "today": [(day, day + _DAY)],
         "last1Days": _units(day, _DAY, 1),
         "last2Days": _units(day, _DAY, 2),
@@ -86,11 +90,27 @@ def windows(date_value: str, base: int) -> list[Window]:
         return _days(first_of_month, today)
     if date_value == "lastMonth":
         return _days(last_month_begin, last_month_end)
+    if date_value == "thisMonthBegin":
+        return _days(first_of_month, first_of_month)
+    if date_value == "thisMonthEnd":
+        # Departure: DolphinScheduler's getNeededMonthBeginInterval(date, false, 0) adds 0 days
+        # to the first of the month, so its thisMonthEnd is the 1st; we take the month's last day.
+        next_month = (first_of_month + timedelta(days=32)).replace(day=1)
+        last_day = next_month - timedelta(days=1)
+        return _days(last_day, last_day)
     if date_value == "lastMonthBegin":
         return _days(last_month_begin, last_month_begin)
     if date_value == "lastMonthEnd":
         return _days(last_month_end, last_month_end)
     raise ValueError(f"unknown date_value {date_value!r}")
+
+
+def first_unsuccessful(verdicts: Iterable[str]) -> str:
+    """One item's result from its windows' verdicts in date order: the first that is not SUCCESS."""
+    for verdict in verdicts:
+        if verdict != SUCCESS:
+            return verdict
+    return SUCCESS
 
 
 def combine(relation: str, results: Iterable[str]) -> str:

@@ -70,6 +70,7 @@ class WorkflowFinished(_Event, tag="workflow_finished"):
     state: str
     base_time: int
     task_states: dict[str, str] = {}
+    scheduled: bool = False  # it had a schedule time (DEPENDENT windows pick by it)
 
 
 class TaskStateChanged(_Event, tag="task_state"):

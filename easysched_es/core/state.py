@@ -106,13 +106,44 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     zone: str = ""
 
 
-class UpstreamRecord(msgspec.Struct, array_like=True):
+class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):
     """What a DEPENDENT check needs to know of one instance of a workflow."""
 
     instance: str
     base_time: int
     state: str
     task_states: dict[str, str]
+    # When it finished (0 while it runs) and whether it had a schedule time: DolphinScheduler
+    # picks the deciding instance of a window by these (see `State.latest_upstream`).
+    ended: int = 0
+    scheduled: bool = False
+
+
+def _created(record: UpstreamRecord) -> tuple[int, int]:
+    """Creation order from the id `P-N` (N: the offset of its start command), like DS's ids."""
+    partition, _, offset = record.instance.rpartition("-")
+    try:
+        return int(offset), int(partition)
+    except ValueError:
+        return -1, -1
+
+
+def deciding(records: list[UpstreamRecord]) -> UpstreamRecord | None:
+    """The instance that decides a window, as DolphinScheduler's `findLastWorkflowInterval`.
+
+    Among the scheduled instances (schedule time in the window) the one that finished last,
+    and likewise among the manual ones (start time in the window); an unfinished one counts
+    only when none of its kind finished (MySQL sorts NULL end times last in `end_time desc`).
+    Of the two, the one created later (DS: the higher id) decides.
+    """
+    best: dict[bool, UpstreamRecord] = {}
+    for r in records:
+        cur = best.get(r.scheduled)
+        if cur is None or (r.ended, _created(r)) >= (cur.ended, _created(cur)):
+            best[r.scheduled] = r
+    if not best:
+        return None
+    return max(best.values(), key=_created)
 
 
 class WorkflowEntry(msgspec.Struct):
@@ -222,14 +253,16 @@ class State:
             del self._upstream_by_time[workflow]
 
     def latest_upstream(self, workflow: str, start: int, end: int) -> UpstreamRecord | None:
-        """The instance of `workflow` with the latest base time in [start, end), or None."""
+        """The instance of `workflow` that decides the window [start, end) (`deciding`), or None."""
         index = self._upstream_by_time.get(workflow)
         if index is None:
             ordered = sorted(self.upstream.get(workflow, {}).values(), key=lambda r: r.base_time)
             index = self._upstream_by_time[workflow] = ([r.base_time for r in ordered], ordered)
         times, recs = index
-        at = bisect.bisect_left(times, end) - 1
-        return recs[at] if at >= 0 and times[at] >= start else None
+        lo, hi = bisect.bisect_left(times, start), bisect.bisect_left(times, end)
+        if lo == hi:
+            return None
+        return recs[lo] if hi == lo + 1 else deciding(recs[lo:hi])
 
 
 def worker_deadline(state: State) -> int | None:

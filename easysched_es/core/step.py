@@ -175,7 +175,8 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
     )
     inst.env = workflow.instance_env(inst)
     state.instances[inst.id] = inst
-    state.record_upstream(inst.workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {}))
+    state.record_upstream(inst.workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {},
+                                                        scheduled=cmd.schedule_time is not None))
     out.append(
         e.WorkflowStarted(
             instance=inst.id,
@@ -255,7 +256,8 @@ def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
 
 
 def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: Out) -> None:
-    state.record_upstream(cmd.workflow, UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states))
+    state.record_upstream(cmd.workflow, UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states,
+                                                       ended=cmd.ended or cmd.at, scheduled=cmd.scheduled))
 
 
 def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:

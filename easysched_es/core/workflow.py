@@ -164,9 +164,11 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
     record = state.upstream[inst.workflow][inst.id]
     record.state = final
     record.task_states = task_states
+    record.ended = state.now
     out.append(
         e.WorkflowFinished(
-            instance=inst.id, workflow=inst.workflow, state=final, base_time=inst.base_time, task_states=task_states
+            instance=inst.id, workflow=inst.workflow, state=final, base_time=inst.base_time, task_states=task_states,
+            scheduled=inst.schedule_time is not None,
         )
     )
 

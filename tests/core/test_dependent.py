@@ -45,12 +45,13 @@ CASES = [
     ("last1Hour", MON, "2024-03-04 09:00", "2024-03-04 10:00", 1),
     ("last2Hours", MON, "2024-03-04 08:00", "2024-03-04 10:00", 2),
     ("last3Hours", MON, "2024-03-04 07:00", "2024-03-04 10:00", 3),
-    ("last24Hours", MON, "2024-03-03 10:00", "2024-03-04 10:00", 24),
+    # DolphinScheduler's last24Hours: 01:00 of the day before to 01:00 of the base day, whatever the hour
+    ("last24Hours", MON, "2024-03-03 01:00", "2024-03-04 01:00", 24),
     ("currentHour", SUN, "2024-03-10 23:00", "2024-03-11 00:00", 1),
     ("last1Hour", JAN1, "2024-12-31 23:00", "2025-01-01 00:00", 1),
-    ("last24Hours", JAN1, "2024-12-31 00:00", "2025-01-01 00:00", 24),
+    ("last24Hours", JAN1, "2024-12-31 01:00", "2025-01-01 01:00", 24),
     ("last3Hours", LEAP_MAR1, "2024-03-01 09:00", "2024-03-01 12:00", 3),
-    ("last24Hours", LEAP_MAR1, "2024-02-29 12:00", "2024-03-01 12:00", 24),
+    ("last24Hours", LEAP_MAR1, "2024-02-29 01:00", "2024-03-01 01:00", 24),
     # ---- DAY
     ("today", MON, "2024-03-04", "2024-03-05", 1),
     ("today", SUN, "2024-03-10", "2024-03-11", 1),
@@ -100,6 +101,12 @@ CASES = [
     ("lastMonthEnd", "2023-03-15 00:00", "2023-02-28", "2023-03-01", 1),
     ("lastMonthEnd", JAN1, "2024-12-31", "2025-01-01", 1),
     ("lastMonthEnd", MONTH_END, "2024-03-31", "2024-04-01", 1),
+    ("thisMonthBegin", MON, "2024-03-01", "2024-03-02", 1),
+    ("thisMonthBegin", JAN1, "2025-01-01", "2025-01-02", 1),
+    # departure: DolphinScheduler's thisMonthEnd is the 1st (it adds 0 days to it); ours is the last day
+    ("thisMonthEnd", LEAP_MAR1, "2024-03-31", "2024-04-01", 1),
+    ("thisMonthEnd", "2024-02-10 00:00", "2024-02-29", "2024-03-01", 1),
+    ("thisMonthEnd", MONTH_END, "2024-04-30", "2024-05-01", 1),
 ]
 
 
@@ -127,11 +134,18 @@ def test_windows_are_aligned_and_never_in_the_future(date_value: str, base: str)
     b = ms(base)
     got = windows(date_value, b)
     assert got
+    if date_value == "thisMonthEnd":  # the month's last day: after the base date, by definition
+        ((start, end),) = got
+        assert end - start == 86_400_000 and start <= b + 31 * 86_400_000
+        assert windows("lastMonthEnd", end) == got  # the day before the next month's first
+        return
     unit = 60_000 if date_value.endswith(("Minute", "Minutes")) else 3_600_000 if "Hour" in date_value else 86_400_000
     for start, end in got:
         assert start % unit == 0 and end - start == unit
         assert start <= b, "a window never starts after the base date"
-    current = date_value.startswith(("current", "today", "this"))
+    current = date_value.startswith(("current", "today", "thisWeek")) or date_value == "thisMonth"
+    if date_value == "thisMonthBegin" or (date_value == "last24Hours" and b % 86_400_000 < 3_600_000):
+        current = got[-1][0] <= b < got[-1][1]  # contains the base only on the 1st / in hour 0
     # current*/today/this* windows contain the base instant; the others end at or before it.
     assert (got[-1][0] <= b < got[-1][1]) == current
 

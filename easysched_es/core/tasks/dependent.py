@@ -27,17 +27,16 @@ from easysched_es.core.tasks.base import Out, TaskType, ms, set_timer, task_chan
 
 
 def _item_result(state: State, item: DependItem, base: int) -> str:
-    verdicts = []
+    """DolphinScheduler's `calculateResultForTasks`: windows in date order, the first that is
+    not a success decides (an empty or unfinished window waits even if a later one failed)."""
     for start, end in windows.windows(item.date_value, base):
         latest = state.latest_upstream(item.workflow, start, end)
         if latest is None or latest.state not in WF_FINAL:
-            verdicts.append(windows.WAITING)
-        elif item.task is not None:
-            ok = latest.task_states.get(item.task) in TASK_OK
-            verdicts.append(windows.SUCCESS if ok else windows.FAILED)
-        else:
-            verdicts.append(windows.SUCCESS if latest.state == WF_SUCCESS else windows.FAILED)
-    return windows.combine("AND", verdicts)
+            return windows.WAITING
+        ok = latest.task_states.get(item.task) in TASK_OK if item.task is not None else latest.state == WF_SUCCESS
+        if not ok:
+            return windows.FAILED
+    return windows.SUCCESS
 
 
 def check(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: DependentTask, out: Out) -> None:

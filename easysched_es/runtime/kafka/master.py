@@ -246,7 +246,8 @@ class KafkaMaster:
                 if isinstance(ev, WorkflowFinished):
                     forwards.append(encode(UpstreamFinished(
                         at=state.now, workflow=ev.workflow, instance=ev.instance, state=ev.state,
-                        base_time=ev.base_time, task_states=ev.task_states)))
+                        base_time=ev.base_time, task_states=ev.task_states, scheduled=ev.scheduled,
+                        ended=state.now)))
         if not payloads:
             return 0
         owned.since_snapshot += len(payloads)
