@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from easysched_es.cli import debug, kafka, queries, service, workflows
+from easysched_es.cli import debug, kafka, queries, service, skip, workflows
 from easysched_es.cli.common import EXIT_FAILED, EXIT_OK, Registrar, UsageError
 from easysched_es.flows import FlowFileError
 from easysched_es.log.base import LogError, LogLockedError
@@ -20,7 +20,7 @@ from easysched_es.runtime.embedded.client import CommandRejectedError
 from easysched_es.runtime.embedded.datadir import resolve
 
 # One line per subcommand module: each has `register(reg)`.
-MODULES = (workflows, queries, debug, service, kafka)
+MODULES = (workflows, queries, debug, service, kafka, skip)
 
 
 def build_parser() -> argparse.ArgumentParser:

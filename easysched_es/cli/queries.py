@@ -11,7 +11,7 @@ import time
 
 from easysched_es.cli.common import EXIT_FAILED, EXIT_OK, Registrar, partition_of, print_json, source
 from easysched_es.debug.views import status_view, timers_view
-from easysched_es.runtime.fold import fold_stream, load_state, load_states, start_state
+from easysched_es.runtime.fold import fold_through, load_state, load_states, start_state
 from easysched_es.runtime.gc_pause import gc_paused
 
 
@@ -67,7 +67,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     folded = start_state(src, partition)
     with src.commands() as commands:
         while True:
-            fold_stream(commands, folded, partition=partition)
+            fold_through(commands, folded, partition=partition)
             view = status_view(folded, args.instance)
             if not view:
                 print(f"unknown instance {args.instance!r}", file=sys.stderr)

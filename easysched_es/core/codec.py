@@ -1,6 +1,14 @@
-"""msgpack codecs for the three streams. One encoder/decoder per type, built once."""
+"""msgpack codecs for the three streams. One encoder/decoder per type, built once.
+
+Decoding never raises anything but `RecordError` (a `msgspec.DecodeError`): a record nested
+thousands of levels deep makes msgspec raise `RecursionError`, and any other surprise from
+the decoder is just as much a property of the record, not of the program. The record's size
+is bounded before it is decoded at all.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
@@ -8,10 +16,17 @@ from easysched_es.core.commands import Command
 from easysched_es.core.events import EventBatch
 from easysched_es.core.state import Snapshot
 
+# The largest command record the fold decodes (a 10,000-task definition is about 2 MB).
+MAX_COMMAND_BYTES = 32 << 20
+
 _encoder = msgspec.msgpack.Encoder()
 _command_decoder = msgspec.msgpack.Decoder(Command)
 _batch_decoder = msgspec.msgpack.Decoder(EventBatch)
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+class RecordError(msgspec.DecodeError):
+    """A record cannot be decoded; the message says why (subclass of msgspec.DecodeError)."""
 
 
 def encode(value: object) -> bytes:
@@ -19,19 +34,32 @@ def encode(value: object) -> bytes:
     return _encoder.encode(value)
 
 
+def _decode(decoder: msgspec.msgpack.Decoder[Any], payload: bytes, what: str) -> Any:
+    try:
+        return decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RecordError(str(exc)) from None
+    except RecursionError:
+        raise RecordError(f"{what} nested too deeply to decode") from None
+    except Exception as exc:  # whatever the decoder raises is the record's fault
+        raise RecordError(f"{what} does not decode: {type(exc).__name__}: {exc}") from None
+
+
 def decode_command(payload: bytes) -> Command:
-    """Decode one commands-log record (raises msgspec.DecodeError / ValidationError)."""
-    command: Command = _command_decoder.decode(payload)
+    """Decode one commands-log record; raises RecordError for anything that is not a command."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise RecordError(f"command record of {len(payload)} bytes is over the limit of {MAX_COMMAND_BYTES} bytes")
+    command: Command = _decode(_command_decoder, payload, "command record")
     return command
 
 
 def decode_batch(payload: bytes) -> EventBatch:
-    """Decode one events-log record."""
-    batch: EventBatch = _batch_decoder.decode(payload)
+    """Decode one events-log record (raises RecordError)."""
+    batch: EventBatch = _decode(_batch_decoder, payload, "event batch")
     return batch
 
 
 def decode_snapshot(payload: bytes) -> Snapshot:
-    """Decode one snapshot record."""
-    snapshot: Snapshot = _snapshot_decoder.decode(payload)
+    """Decode one snapshot record (raises RecordError)."""
+    snapshot: Snapshot = _decode(_snapshot_decoder, payload, "snapshot")
     return snapshot

@@ -65,6 +65,18 @@ class KillTask(_Command, tag="kill_task"):
     task: str
 
 
+class SkipCommand(_Command, tag="skip"):
+    """An operator passes over the command at `offset`, whose application raised (a bug).
+
+    The partition stops at such a command; this one, appended after it, lets the fold go on
+    without it. The fold honours the first valid skip of an offset on every replay, so every
+    fold decides the same; `reason` is kept in the log for the record.
+    """
+
+    offset: int
+    reason: str
+
+
 class TaskStarted(_Command, tag="task_started"):
     """A worker's report: the attempt's process is running."""
 
@@ -169,6 +181,7 @@ Command = (
     | PauseWorkflow
     | ResumeWorkflow
     | KillTask
+    | SkipCommand
     | TaskStarted
     | TaskFinished
     | TaskAdopted

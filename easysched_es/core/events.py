@@ -43,6 +43,29 @@ class CommandRejected(_Event, tag="command_rejected"):
     task: str = ""
 
 
+class CommandSkipped(_Event, tag="command_skipped"):
+    """An operator's `skip` (the command at `skip_offset`) made the fold pass over this command.
+
+    The command at this batch's offset raised while it was applied (a bug); the partition
+    stopped there until the skip was appended. It changed nothing.
+    """
+
+    command: str
+    reason: str
+    error: str
+    skip_offset: int
+    # The instance (and task) the skipped command named, so that `trace` shows the skip there.
+    instance: str = ""
+    task: str = ""
+
+
+class SkipRecorded(_Event, tag="skip_recorded"):
+    """The `skip` command itself: the command at `offset` was passed over (see CommandSkipped)."""
+
+    offset: int
+    reason: str
+
+
 class WorkflowStarted(_Event, tag="workflow_started"):
     """A new workflow instance exists."""
 
@@ -197,6 +220,8 @@ Event = (
     WorkflowDefined
     | ReleaseStateChanged
     | CommandRejected
+    | CommandSkipped
+    | SkipRecorded
     | WorkflowStarted
     | WorkflowStateChanged
     | WorkflowFinished

@@ -173,14 +173,16 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     timer_seq: int
     # Heartbeat timeouts of workers that asked to be watched (see commands.Heartbeat).
     worker_timeouts: dict[str, int] = {}
+    # Commands passed over by an operator's skip that the skip command has not confirmed yet.
+    skipped: dict[int, int] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "upstream",
-        "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "skipped",
+        "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -200,6 +202,8 @@ class State:
         self.workers: dict[str, int] = {}
         self.worker_timeouts: dict[str, int] = {}
         self.queue = DelayQueue()
+        # Offset of a command passed over by a skip -> offset of that skip (until it is applied).
+        self.skipped: dict[int, int] = {}
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -215,6 +219,7 @@ class State:
             worker_timeouts=self.worker_timeouts,
             timers=self.queue.entries(),
             timer_seq=self.queue.seq,
+            skipped=self.skipped,
         )
 
     @classmethod
@@ -230,6 +235,7 @@ class State:
         state.workers = snap.workers
         state.worker_timeouts = snap.worker_timeouts
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
+        state.skipped = snap.skipped
         return state
 
 

@@ -49,6 +49,26 @@ class SequenceError(Exception):
     """A command was applied out of log order (a gap backwards or a repeat)."""
 
 
+class CommandFailed(Exception):
+    """Applying a decoded command raised: a bug, not a property of the input.
+
+    The state may be half-changed, so the partition must stop at `offset` (the caller
+    discards the state) until an operator appends a `skip` of it (see `SkipCommand`).
+    """
+
+    def __init__(self, offset: int, command: str, error: str) -> None:
+        super().__init__(f"applying the {command!r} command at offset {offset} raised {error}")
+        self.offset, self.command, self.error = offset, command, error
+
+
+class Skip(msgspec.Struct, frozen=True):
+    """The fold's instruction to pass over one command: the skip's offset, reason, and the error seen."""
+
+    skip_offset: int
+    reason: str
+    error: str = ""
+
+
 class _Rejected(Exception):
     def __init__(self, reason: str, instance: str = "", task: str = "") -> None:
         super().__init__(reason)
@@ -73,17 +93,44 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
     return state, out
 
 
-def step_record(state: State, payload: bytes, offset: int) -> tuple[State, list[e.Event], str]:
+def step_record(
+    state: State, payload: bytes, offset: int, skip: Skip | None = None
+) -> tuple[State, list[e.Event], str]:
     """Decode and apply one log record; a record that does not decode is rejected, not fatal.
 
     Returns the state, the events and the command's type tag ("?" when it did not decode).
+    With `skip`, the command is passed over (an operator's `skip` of it is later in the log).
+    Raises CommandFailed when applying the decoded command raises.
     """
     try:
         command = decode_command(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except msgspec.DecodeError as exc:  # RecordError included: anything that does not decode
         return reject_record(state, offset, f"malformed command record: {exc}")
-    state, out = step(state, command, offset)
-    return state, out, _TAGS[type(command)]
+    tag = _TAGS[type(command)]
+    if skip is not None:
+        if offset <= state.last_offset:
+            raise SequenceError(f"offset {offset} does not follow the last applied offset {state.last_offset}")
+        state.last_offset = offset
+        state.skipped[offset] = skip.skip_offset
+        skipped = e.CommandSkipped(
+            command=tag, reason=skip.reason, error=skip.error, skip_offset=skip.skip_offset,
+            instance=str(getattr(command, "instance", "")), task=str(getattr(command, "task", "")),
+        )
+        return state, [skipped], tag
+    try:
+        state, out = step(state, command, offset)
+    except SequenceError:
+        raise
+    except Exception as exc:  # a bug: the caller stops the partition here
+        raise CommandFailed(offset, tag, f"{type(exc).__name__}: {exc}"[:1000]) from exc
+    return state, out, tag
+
+
+def skip_target(command: c.Command) -> int | None:
+    """The offset a command validly skips (a `skip` with a reason and a sane time), else None."""
+    if isinstance(command, c.SkipCommand) and command.reason.strip() and 0 <= command.at <= MAX_TIME:
+        return command.offset
+    return None
 
 
 def reject_record(state: State, offset: int, reason: str) -> tuple[State, list[e.Event], str]:
@@ -255,6 +302,18 @@ def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
         state.worker_timeouts.pop(cmd.worker, None)
 
 
+def _skip(state: State, cmd: c.SkipCommand, offset: int, out: Out) -> None:
+    if skip_target(cmd) is None:
+        raise _Rejected("a skip needs a reason (--reason): it stays in the log for the record")
+    if state.skipped.get(cmd.offset) != offset:
+        raise _Rejected(
+            f"offset {cmd.offset} is not a command the partition stopped on (or an earlier skip passed over it); "
+            "nothing to skip"
+        )
+    del state.skipped[cmd.offset]
+    out.append(e.SkipRecorded(offset=cmd.offset, reason=cmd.reason))
+
+
 def _upstream_finished(state: State, cmd: c.UpstreamFinished, offset: int, out: Out) -> None:
     state.record_upstream(cmd.workflow, UpstreamRecord(cmd.instance, cmd.base_time, cmd.state, cmd.task_states,
                                                        ended=cmd.ended or cmd.at, scheduled=cmd.scheduled))
@@ -295,6 +354,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.Heartbeat: _heartbeat,
     c.CheckDue: _check_due,
     c.UpstreamFinished: _upstream_finished,
+    c.SkipCommand: _skip,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from easysched_es.core.state import State
 from easysched_es.core.step import MAX_TIME
 from easysched_es.debug.positions import EventsCursor, first_offset
 from easysched_es.log.base import LogError, Stream
-from easysched_es.runtime.fold import LogSource, fold_stream, records
+from easysched_es.runtime.fold import LogSource, fold_through, records
 from easysched_es.runtime.gc_pause import gc_paused
 from easysched_es.runtime.snapshot_index import SnapshotMeta
 from easysched_es.runtime.snapshots import SnapshotStore
@@ -144,7 +144,7 @@ def replay(
             target = resolved if target is None else min(target, resolved)
         folded = 0
         if target is None or target > state.last_offset:
-            folded = fold_stream(stream, state, until=target, partition=partition, progress=progress)
+            folded = fold_through(stream, state, until=target, partition=partition, progress=progress)
     return Replayed(state, state.last_offset if target is None else target, begin.snapshot, folded, begin.note)
 
 
@@ -163,7 +163,7 @@ def build_index(source: LogSource, every: int, partition: int = 0) -> list[int]:
     with source.commands() as stream, source.events() as events, gc_paused():
         state = start_for(source, stream, partition).state
         cursor = EventsCursor(events, partition)
-        while fold_stream(stream, state, partition=partition, max_records=every) == every:
+        while fold_through(stream, state, partition=partition, max_records=every) == every:
             store.save(state, events_position=cursor.after(state.last_offset))
             written.append(state.last_offset)
     return written

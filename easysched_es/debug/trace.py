@@ -21,7 +21,7 @@ from easysched_es.core.state import State
 from easysched_es.debug.replay import start_for
 from easysched_es.debug.views import iso
 from easysched_es.log.base import Record
-from easysched_es.runtime.fold import LogSource, fold_stream, instance_partition
+from easysched_es.runtime.fold import LogSource, fold_through, instance_partition
 from easysched_es.runtime.gc_pause import gc_paused
 
 
@@ -81,7 +81,7 @@ def trace_with_state(
 
     with source.commands() as commands, gc_paused():
         state: State = start_for(source, commands, partition, until=started_at - 1).state
-        fold_stream(commands, state, partition=partition, sink=sink, progress=True)
+        fold_through(commands, state, partition=partition, sink=sink, progress=True)
     return entries, state
 
 

@@ -28,7 +28,7 @@ from easysched_es.core.state import State
 from easysched_es.debug.positions import events_position, first_offset
 from easysched_es.debug.replay import start_for
 from easysched_es.log.base import Record, Stream
-from easysched_es.runtime.fold import LogSource, fold_stream, records
+from easysched_es.runtime.fold import LogSource, fold_through, records
 from easysched_es.runtime.gc_pause import gc_paused
 
 
@@ -108,7 +108,7 @@ def verify_partition_into(
             return
         report.verified += 1
 
-    fold_stream(commands, state, partition=partition, sink=sink, progress=True)
+    fold_through(commands, state, partition=partition, sink=sink, progress=True)
     if report.divergence is None and next(recorded, None) is not None:
         report.divergence = {
             "partition": partition,
@@ -201,7 +201,7 @@ def verify_snapshots(source: LogSource, partition: int = 0) -> list[SnapshotChec
             state = store.restore(base.offset)
             checks.append(SnapshotCheck(base.offset, True, "the base: retention deleted the log before it"))
         for meta in metas:
-            fold_stream(commands, state, until=meta.offset, partition=partition)
+            fold_through(commands, state, until=meta.offset, partition=partition)
             if state.last_offset != meta.offset:
                 checks.append(SnapshotCheck(meta.offset, False, f"the log has no command at offset {meta.offset}"))
                 continue

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+import msgspec
 from tqdm import tqdm
 
+from easysched_es.core.codec import decode_command, decode_snapshot, encode
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
-from easysched_es.core.step import reject_record, step_record
+from easysched_es.core.step import CommandFailed, Skip, reject_record, skip_target, step_record
 from easysched_es.log.base import LogError, Record, Stream
 
 # Logs shorter than this fold in well under a second: no bar.
@@ -23,6 +25,54 @@ PROGRESS_MIN_BYTES = 16 << 20
 
 # Called with the record, its events and the command's type tag, after each step.
 Sink = Callable[[Record, list[Event], str], None]
+
+
+Skips = dict[int, Skip]
+
+
+class PartitionHalted(LogError):
+    """Applying a command raised (a bug) and no `skip` of it is in the log: the partition stops there."""
+
+    def __init__(self, partition: int, failure: CommandFailed, after: int = 0) -> None:
+        super().__init__(
+            f"partition {partition} is stopped at offset {failure.offset}: {failure}. This is a bug in easysched "
+            f"(please report it with `easysched export`); to go on without that command, append "
+            f"`easysched skip {failure.offset} --reason '...'`"
+        )
+        # `after`: the position of the record after the failed one (where a skip may follow).
+        self.partition, self.failure, self.after = partition, failure, after
+
+
+class SkipFound(LogError):
+    """The fold met a failing command that a later `skip` passes over: fold again from a clean state."""
+
+    def __init__(self, offset: int, skip: Skip) -> None:
+        super().__init__(
+            f"the command at offset {offset} is passed over by the skip at offset {skip.skip_offset}, "
+            "and this reader cannot fold again past it; use `easysched status` or `replay`"
+        )
+        self.offset, self.skip = offset, skip
+
+
+def find_skip(stream: Stream, partition: int, start: int, target: int) -> tuple[int, str] | None:
+    """(offset, reason) of the first valid `skip` of `target` at or after `start`, or None (a scan: rare path)."""
+    return scan_for_skip(stream, partition, start, target)[0]
+
+
+def scan_for_skip(stream: Stream, partition: int, start: int, target: int) -> tuple[tuple[int, str] | None, int]:
+    """`find_skip`, plus the position where the scan ended (to resume it there later)."""
+    pos = start
+    for record in records(stream, partition, start):
+        pos = record.next
+        if record.corrupt is not None or b"skip" not in record.payload:
+            continue
+        try:
+            command = decode_command(record.payload)
+        except msgspec.DecodeError:
+            continue
+        if skip_target(command) == target:
+            return (record.offset, str(getattr(command, "reason", ""))), pos
+    return None, pos
 
 
 def fold_stream(
@@ -34,11 +84,15 @@ def fold_stream(
     sink: Sink | None = None,
     max_records: int | None = None,
     progress: bool = False,
+    skips: Skips | None = None,
 ) -> int:
     """Apply the records after `state.position` (up to offset `until`) to `state`.
 
     Returns how many records were applied. A corrupt or undecodable record is recorded as
     rejected and the fold goes on. `progress` shows a bar on a terminal for a long log.
+    A command whose application raises ends the fold: with SkipFound when a later `skip`
+    passes over it (the state is spoilt: fold again from a clean one with that skip in
+    `skips`, see `with_skips`), else with PartitionHalted.
     """
     applied = 0
     bar = _progress_bar(stream, state.position, partition) if progress else None
@@ -56,11 +110,67 @@ def fold_stream(
             if record.corrupt is not None:
                 _, events, tag = reject_record(state, record.offset, f"corrupt record: {record.corrupt}")
             else:
-                _, events, tag = step_record(state, record.payload, record.offset)
+                try:
+                    _, events, tag = step_record(
+                        state, record.payload, record.offset, skips.get(record.offset) if skips else None
+                    )
+                except CommandFailed as failure:
+                    if bar is not None:
+                        bar.close()
+                    found = find_skip(stream, partition, record.next, record.offset)
+                    if found is None:
+                        raise PartitionHalted(partition, failure, record.next) from failure
+                    raise SkipFound(record.offset, Skip(found[0], found[1], failure.error)) from failure
             state.position = record.next
             applied += 1
             if sink is not None:
                 sink(record, events, tag)
+
+
+def with_skips(fold: Callable[[Skips], State]) -> State:
+    """Run `fold(skips)` (a fold from a clean start) again with each skip it finds, until it ends.
+
+    Wrap a sink of `fold` in `once`, so that a refold does not pass it the same records again.
+    """
+    skips: Skips = {}
+    while True:
+        try:
+            return fold(skips)
+        except SkipFound as found:
+            skips[found.offset] = found.skip
+
+
+def fold_through(stream: Stream, state: State, *, sink: Sink | None = None, **options: Any) -> int:
+    """`fold_stream` that goes on past skipped commands, refolding `state` in place from where it began.
+
+    Keeps an encoded copy of the starting state (for one-off readers: trace, replay, verify;
+    `load_state` and the master refold from their snapshots instead).
+    """
+    origin = encode(state.snapshot())
+    sink = once(sink)
+    skips: Skips = {}
+    while True:
+        try:
+            return fold_stream(stream, state, sink=sink, skips=skips, **options)
+        except SkipFound as found:
+            skips[found.offset] = found.skip
+            fresh = State.restore(decode_snapshot(origin))
+            for name in State.__slots__:
+                setattr(state, name, getattr(fresh, name))
+
+
+def once(sink: Sink | None) -> Sink | None:
+    """`sink`, called at most once per offset (a refold by `with_skips` passes records again)."""
+    if sink is None:
+        return None
+    seen = [-1]
+
+    def wrapped(record: Record, events: list[Event], tag: str) -> None:
+        if record.offset > seen[0]:
+            seen[0] = record.offset
+            sink(record, events, tag)
+
+    return wrapped
 
 
 def _progress_bar(stream: Stream, start: int, partition: int) -> tqdm[Any] | None:
@@ -129,10 +239,15 @@ def load_state(
     progress: bool = False,
 ) -> State:
     """The state of `partition` after every command up to offset `until` (default: all): snapshot + tail."""
-    state = start_state(source, partition, until)
-    with source.commands() as commands:
-        fold_stream(commands, state, until=until, partition=partition, sink=sink, progress=progress)
-    return state
+    sink = once(sink)
+
+    def fold(skips: Skips) -> State:
+        state = start_state(source, partition, until)
+        with source.commands() as commands:
+            fold_stream(commands, state, until=until, partition=partition, sink=sink, progress=progress, skips=skips)
+        return state
+
+    return with_skips(fold)
 
 
 def load_states(source: LogSource, *, progress: bool = False) -> list[State]:
@@ -140,7 +255,11 @@ def load_states(source: LogSource, *, progress: bool = False) -> list[State]:
     with source.commands() as commands:
         states = []
         for partition in range(commands.partitions):
-            state = start_state(source, partition)
-            fold_stream(commands, state, partition=partition, progress=progress)
-            states.append(state)
+
+            def fold(skips: Skips, partition: int = partition) -> State:
+                state = start_state(source, partition)
+                fold_stream(commands, state, partition=partition, progress=progress, skips=skips)
+                return state
+
+            states.append(with_skips(fold))
     return states

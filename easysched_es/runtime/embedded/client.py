@@ -21,8 +21,8 @@ from pathlib import Path
 from easysched_es.core import commands as c
 from easysched_es.core.codec import encode
 from easysched_es.core.definitions import WorkflowDefinition
-from easysched_es.core.events import CommandRejected, Event, WorkflowStarted
-from easysched_es.log.base import Record
+from easysched_es.core.events import CommandRejected, Event, WorkflowDefined, WorkflowStarted
+from easysched_es.log.base import LogError, Record
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import load_state
@@ -62,12 +62,21 @@ class Client:
         with self.data.commands() as commands:
             offset = commands.append([encode(command)])[0]
         verdict = Verdict(offset)
+        seen = False
 
         def sink(record: Record, events: list[Event], tag: str) -> None:
+            nonlocal seen
             if record.offset == offset:
-                verdict.events = events
+                verdict.events, seen = events, True
 
         load_state(self.data, until=offset, sink=sink)
+        if not seen:
+            # Never acknowledge what the fold cannot read (the log's tail is healed under the
+            # append lock, so this means damage behind it).
+            raise LogError(
+                f"the command was written at offset {offset} but the log cannot be read up to it; "
+                "run `easysched verify` and check the disk"
+            )
         for ev in verdict.events:
             if isinstance(ev, CommandRejected):
                 raise CommandRejectedError(ev.reason, offset)
@@ -76,12 +85,19 @@ class Client:
     def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
         """Define (and by default release) a workflow; returns its version."""
         verdict = self.submit(c.DefineWorkflow(definition=definition, release=release))
-        return next(ev.version for ev in verdict.events if hasattr(ev, "version"))
+        return next(ev.version for ev in verdict.events if isinstance(ev, WorkflowDefined))
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None) -> str:
         """Start an instance; returns its id."""
         verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time))
         return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+
+    def skip(self, offset: int, reason: str) -> Verdict:
+        """Pass over the command at `offset`, on which the partition stopped (its application raised)."""
+        if not reason.strip():
+            # Refused at the door: a reasonless skip in the log would be rejected by the fold.
+            raise CommandRejectedError("a skip needs a reason: it stays in the log for the record", -1)
+        return self.submit(c.SkipCommand(offset=offset, reason=reason))
 
     def stop(self, instance: str) -> Verdict:
         """Stop an instance: every active task is killed."""

@@ -23,7 +23,7 @@ from easysched_es.core.step import pending_effects
 from easysched_es.log.base import Record
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
-from easysched_es.runtime.fold import fold_stream
+from easysched_es.runtime.fold import PartitionHalted, SkipFound, Skips, fold_stream, scan_for_skip
 from easysched_es.runtime.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ class EmbeddedMaster:
         self.wake = threading.Event()
         self._since_snapshot = 0
         self._tick_in_flight = False
+        # A command whose application raised stops the partition (see `poll`); `skips` are
+        # the operator's skips found since, honoured by every refold.
+        self.halted: PartitionHalted | None = None
+        self._skip_scan = 0
+        self.skips: Skips = {}
 
     def recover(self) -> int:
         """Cut torn tails, rebuild the state, and re-run the effects it still owes.
@@ -65,15 +70,25 @@ class EmbeddedMaster:
             cut = stream.repair_tail()
             if cut:
                 log.warning("cut a torn tail of %d bytes from %s", cut, stream.directory)
-        state = self.snapshots.load() or State()
-        decided = self._last_decided(state.last_offset)
-        if decided > state.last_offset:
-            fold_stream(self.commands, state, until=decided)
-        self.state = state
-        owed = pending_effects(state)
+        self._rebuild()
+        owed = pending_effects(self.state)
         for effect in owed:
             self.effects(effect)
         return len(owed)
+
+    def _rebuild(self) -> None:
+        """The state as of the last decided command: newest snapshot + the commands up to it."""
+        while True:
+            state = self.snapshots.load() or State()
+            decided = self._last_decided(state.last_offset)
+            try:
+                if decided > state.last_offset:
+                    fold_stream(self.commands, state, until=decided, skips=self.skips)
+            except SkipFound as found:
+                self.skips[found.offset] = found.skip
+                continue
+            self.state = state
+            return
 
     def _last_decided(self, floor: int) -> int:
         """The offset of the last command whose events are in the events stream."""
@@ -96,16 +111,50 @@ class EmbeddedMaster:
                 if isinstance(ev, EFFECT_TYPES):
                     effects.append(ev)
 
-        applied = fold_stream(self.commands, state, sink=sink, max_records=self.batch_records)
+        if self.halted is not None and not self._skip_found():
+            return 0
+        try:
+            applied = fold_stream(self.commands, state, sink=sink, max_records=self.batch_records, skips=self.skips)
+        except (SkipFound, PartitionHalted) as stop:
+            # The state is spoilt by the failed command: write what was decided before it,
+            # then fold again from the snapshot (with the skip, or to wait for one).
+            self._decided(payloads, effects, len(payloads))
+            if isinstance(stop, SkipFound):
+                self.skips[stop.offset] = stop.skip
+                log.warning(
+                    "passing over the command at offset %d (it raised %s): skipped by the command at offset %d: %s",
+                    stop.offset, stop.skip.error, stop.skip.skip_offset, stop.skip.reason,
+                )
+            else:
+                self.halted, self._skip_scan = stop, stop.after
+                log.error("%s", stop)
+            self._rebuild()
+            return len(payloads)
         if not applied:
             return 0
+        self._decided(payloads, effects, applied)
+        return applied
+
+    def _decided(self, payloads: list[bytes], effects: list[Event], applied: int) -> None:
+        if not payloads:
+            return
         self.events.append(payloads)
         for effect in effects:
             self.effects(effect)
         self._since_snapshot += applied
         if self._since_snapshot >= self.snapshot_every:
             self.snapshot()
-        return applied
+
+    def _skip_found(self) -> bool:
+        """Whether the command the partition stopped on now has a skip after it (then go on)."""
+        assert self.halted is not None
+        offset = self.halted.failure.offset
+        found, self._skip_scan = scan_for_skip(self.commands, 0, self._skip_scan, offset)
+        if found is None:
+            return False
+        log.warning("a skip of offset %d is in the log: the partition goes on", offset)
+        self.halted = None
+        return True
 
     def snapshot(self) -> None:
         """Write a snapshot of the state as it stands."""
@@ -115,7 +164,7 @@ class EmbeddedMaster:
     def tick(self) -> int | None:
         """Append a CheckDue if the earliest timer is due; return the next due time (or None)."""
         due = self.state.queue.earliest()
-        if due is None or self._tick_in_flight:
+        if due is None or self._tick_in_flight or self.halted is not None:
             return due
         now = self.clock()
         if now >= due:
