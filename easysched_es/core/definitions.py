@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from easysched_es.core import time_params
+from easysched_es.core import dag, time_params
 
 Relation = Literal["AND", "OR"]
 Cycle = Literal["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]
@@ -128,7 +128,7 @@ def validate(definition: WorkflowDefinition) -> None:
             raise DefinitionError(f"{where}: parameter {key!r}: {reason}")
     cycle = find_cycle(definition)
     if cycle:
-        raise DefinitionError(f"{where}: tasks form a cycle: {' -> '.join(cycle)}")
+        raise DefinitionError(f"{where}: tasks form a cycle: {dag.describe_cycle(cycle)}")
 
 
 def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
@@ -176,43 +176,12 @@ def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
 
 def find_cycle(definition: WorkflowDefinition) -> list[str]:
     """Return one cycle as a list of task names (first name repeated at the end), or []."""
-    upstream = {t.name: t.upstream for t in definition.tasks}
-    colour: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(name: str) -> list[str]:
-        colour[name] = 1
-        path.append(name)
-        for up in upstream.get(name, ()):
-            if colour.get(up) == 1:
-                return [*path[path.index(up):], up]
-            if up not in colour and up in upstream:
-                found = visit(up)
-                if found:
-                    return found
-        path.pop()
-        colour[name] = 2
-        return []
-
-    for task in definition.tasks:
-        if task.name not in colour:
-            found = visit(task.name)
-            if found:
-                return found
-    return []
+    return dag.find_cycle({t.name: t.upstream for t in definition.tasks})
 
 
 def topological_order(definition: WorkflowDefinition) -> list[str]:
     """Task names so that every task follows its upstreams; ties keep definition order."""
-    remaining = {t.name: set(t.upstream) for t in definition.tasks}
-    order: list[str] = []
-    done: set[str] = set()
-    while remaining:
-        ready = [n for n, ups in remaining.items() if ups <= done]
-        if not ready:
-            raise DefinitionError(f"workflow {definition.name!r}: tasks form a cycle")
-        for name in ready:
-            del remaining[name]
-            done.add(name)
-            order.append(name)
+    order = dag.topological_order({t.name: t.upstream for t in definition.tasks})
+    if order is None:
+        raise DefinitionError(f"workflow {definition.name!r}: tasks form a cycle")
     return order

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.commands import CheckDue
-from easysched_es.core.events import EFFECT_TYPES, Event, EventBatch
+from easysched_es.core.events import EFFECT_TYPES, Event, EventBatch, WorkflowDefined
 from easysched_es.core.state import State
 from easysched_es.core.step import pending_effects
 from easysched_es.log.base import Record
@@ -29,6 +29,10 @@ from easysched_es.runtime.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 
 EffectSink = Callable[[Event], None]
+
+# A definition this big is snapshotted at once, so that CLI calls (snapshot + tail) do not
+# validate and compile it again each time.
+BIG_DEFINITION_TASKS = 1_000
 
 
 class EmbeddedMaster:
@@ -55,6 +59,7 @@ class EmbeddedMaster:
         self.wake = threading.Event()
         self._since_snapshot = 0
         self._tick_in_flight = False
+        self._snapshot_due = False
         # A command whose application raised stops the partition (see `poll`); `skips` are
         # the operator's skips found since, honoured by every refold.
         self.halted: PartitionHalted | None = None
@@ -107,6 +112,10 @@ class EmbeddedMaster:
             payloads.append(encode(EventBatch(offset=record.offset, at=state.now, command=tag, events=events)))
             if tag == "check_due":
                 self._tick_in_flight = False
+            elif tag == "define" and any(
+                isinstance(ev, WorkflowDefined) and len(ev.definition.tasks) >= BIG_DEFINITION_TASKS for ev in events
+            ):
+                self._snapshot_due = True
             for ev in events:
                 if isinstance(ev, EFFECT_TYPES):
                     effects.append(ev)
@@ -142,7 +151,7 @@ class EmbeddedMaster:
         for effect in effects:
             self.effects(effect)
         self._since_snapshot += applied
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_every or self._snapshot_due:
             self.snapshot()
 
     def _skip_found(self) -> bool:
@@ -160,6 +169,7 @@ class EmbeddedMaster:
         """Write a snapshot of the state as it stands."""
         self.snapshots.save(self.state, events_position=self.events.end())
         self._since_snapshot = 0
+        self._snapshot_due = False
 
     def tick(self) -> int | None:
         """Append a CheckDue if the earliest timer is due; return the next due time (or None)."""
