@@ -173,6 +173,47 @@ class UpstreamFinished(_Command, tag="upstream_finished"):
     ended: int = 0
 
 
+class SetSchedule(_Command, tag="schedule_set"):
+    """Create or change the cron schedule of a workflow (one schedule per workflow, as in DolphinScheduler).
+
+    `cron` is Quartz (6/7 fields) or 5-field cron; `timezone` an IANA zone. Fires are bounded by
+    `start`/`end` (epoch ms, inclusive). `overlap` is SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER,
+    ALLOW_ALL or a DolphinScheduler execution type (PARALLEL, SERIAL_WAIT, SERIAL_DISCARD,
+    SERIAL_PRIORITY). `catchup_window` (ms): 0 runs only the latest missed fire, -1 every
+    missed fire, N > 0 the missed fires of the last N ms. `online` None keeps the current
+    state (a new schedule is ONLINE). `params` are passed to every instance it starts.
+    """
+
+    workflow: str
+    cron: str
+    timezone: str = "UTC"
+    start: int | None = None
+    end: int | None = None
+    overlap: str = "SKIP"
+    catchup_window: int = 0
+    online: bool | None = None
+    params: dict[str, str] = {}
+
+
+class SetScheduleState(_Command, tag="schedule_state"):
+    """Put a workflow's schedule ONLINE (its next fire is armed) or OFFLINE (the entry is removed)."""
+
+    workflow: str
+    online: bool
+
+
+class DeleteSchedule(_Command, tag="schedule_delete"):
+    """Delete a workflow's schedule; its delay-queue entry goes in the same step."""
+
+    workflow: str
+
+
+class TriggerSchedule(_Command, tag="schedule_trigger"):
+    """Fire the schedule once now, as the schedule would (SCHEDULER, overlap policy applied)."""
+
+    workflow: str
+
+
 Command = (
     DefineWorkflow
     | SetReleaseState
@@ -190,6 +231,10 @@ Command = (
     | Heartbeat
     | CheckDue
     | UpstreamFinished
+    | SetSchedule
+    | SetScheduleState
+    | DeleteSchedule
+    | TriggerSchedule
 )
 
 REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

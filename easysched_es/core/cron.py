@@ -456,3 +456,24 @@ def validate(expression: str, zone: str = "UTC") -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def last_fire(cron: Cron | str, at_or_before: int, known: int, zone: str | tzinfo = "UTC") -> int:
+    """The latest fire time <= `at_or_before`, given `known`, a fire time <= it.
+
+    Searches back by doubling steps, then forward: a long gap (a master down for months)
+    costs a few dozen `next_fire` calls, not one per missed fire.
+    """
+    spec = parse(cron) if isinstance(cron, str) else cron
+    tz = _zone(zone) if isinstance(zone, str) else zone
+    step = 1000
+    while True:
+        lo = max(at_or_before - step, known - 1)
+        found = next_fire(spec, lo, tz)
+        if found is not None and found <= at_or_before:
+            while (later := next_fire(spec, found, tz)) is not None and later <= at_or_before:
+                found = later
+            return found
+        if lo <= known - 1:
+            return known
+        step *= 2

@@ -75,6 +75,8 @@ class WorkflowStarted(_Event, tag="workflow_started"):
     base_time: int
     schedule_time: int | None = None
     params: dict[str, str] = {}
+    command_type: str = ""  # "" = START_PROCESS; SCHEDULER for a schedule's fire
+    zone: str = ""  # the zone its time parameters use ("" = UTC)
 
 
 class WorkflowStateChanged(_Event, tag="workflow_state"):
@@ -176,6 +178,45 @@ class LateReportIgnored(_Event, tag="late_report_ignored"):
     reason: str
 
 
+class ScheduleSet(_Event, tag="schedule_set"):
+    """A workflow's schedule was created or changed (the fields as they now stand)."""
+
+    workflow: str
+    cron: str
+    timezone: str
+    overlap: str
+    catchup_window: int
+    online: bool
+    start: int | None = None
+    end: int | None = None
+    params: dict[str, str] = {}
+
+
+class ScheduleStateChanged(_Event, tag="schedule_state"):
+    """A schedule went ONLINE or OFFLINE (or was deleted: `deleted`)."""
+
+    workflow: str
+    online: bool
+    deleted: bool = False
+    reason: str = ""
+
+
+class ScheduleFired(_Event, tag="schedule_fired"):
+    """What became of a nominal fire time (UTC epoch ms): `outcome` STARTED, SKIPPED or BUFFERED.
+
+    A run of skipped fires too long to list is one event: `nominal` the first, `last` the
+    last, `count` how many (-1: more than the fold counts, see `schedules.COUNT_LIMIT`).
+    """
+
+    workflow: str
+    nominal: int
+    outcome: str
+    instance: str = ""
+    reason: str = ""
+    last: int | None = None
+    count: int = 1
+
+
 # ---- effects (the runtime acts on these; idempotent by instance, task, attempt) ---------
 
 
@@ -236,6 +277,9 @@ Event = (
     | DispatchTask
     | AttemptClaimed
     | KillTaskProcess
+    | ScheduleSet
+    | ScheduleStateChanged
+    | ScheduleFired
 )
 
 EFFECT_TYPES = (DispatchTask, KillTaskProcess)

@@ -104,6 +104,7 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     env: dict[str, str] = {}
     # The IANA zone its time parameters are computed in ("" = UTC): its schedule's zone.
     zone: str = ""
+    command_type: str = ""  # "" = START_PROCESS; SCHEDULER when a schedule started it
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -158,6 +159,25 @@ class WorkflowEntry(msgspec.Struct):
         return self.versions[-1]
 
 
+class Schedule(msgspec.Struct, omit_defaults=True):
+    """A workflow's cron schedule and where it stands (see `core/schedules.py`)."""
+
+    workflow: str
+    cron: str
+    zone: str = "UTC"
+    start: int | None = None
+    end: int | None = None
+    overlap: str = "SKIP"
+    catchup_window: int = 0
+    online: bool = True
+    params: dict[str, str] = {}
+    # The nominal time its one SCHEDULE delay-queue entry is due at; None: no entry.
+    next_fire: int | None = None
+    # Instances it started that have not finished, and fires waiting for them (BUFFER_*).
+    running: list[str] = []
+    buffer: list[int] = []
+
+
 class Snapshot(msgspec.Struct, omit_defaults=True):
     """The whole state as data: what is written to the snapshot store."""
 
@@ -175,14 +195,15 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     worker_timeouts: dict[str, int] = {}
     # Commands passed over by an operator's skip that the skip command has not confirmed yet.
     skipped: dict[int, int] = {}
+    schedules: dict[str, Schedule] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "skipped",
-        "upstream", "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "schedules",
+        "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -201,6 +222,7 @@ class State:
         self._upstream_by_time: dict[str, tuple[list[int], list[UpstreamRecord]]] = {}
         self.workers: dict[str, int] = {}
         self.worker_timeouts: dict[str, int] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.queue = DelayQueue()
         # Offset of a command passed over by a skip -> offset of that skip (until it is applied).
         self.skipped: dict[int, int] = {}
@@ -217,6 +239,7 @@ class State:
             upstream=self.upstream,
             workers=self.workers,
             worker_timeouts=self.worker_timeouts,
+            schedules=self.schedules,
             timers=self.queue.entries(),
             timer_seq=self.queue.seq,
             skipped=self.skipped,
@@ -234,6 +257,7 @@ class State:
         state.upstream = snap.upstream
         state.workers = snap.workers
         state.worker_timeouts = snap.worker_timeouts
+        state.schedules = snap.schedules
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
         state.skipped = snap.skipped
         return state

@@ -19,7 +19,7 @@ import msgspec
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import time_params, workflow
+from easysched_es.core import schedules, time_params, workflow
 from easysched_es.core.codec import decode_command
 from easysched_es.core.definitions import DefinitionError, validate
 from easysched_es.core.state import (
@@ -90,6 +90,8 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
+    except schedules.ScheduleError as r:
+        out = [e.CommandRejected(command=_TAGS[type(command)], reason=str(r))]
     return state, out
 
 
@@ -191,6 +193,7 @@ def _release(state: State, cmd: c.SetReleaseState, offset: int, out: Out) -> Non
         raise _Rejected(f"unknown workflow {cmd.workflow!r}")
     entry.online = cmd.online
     out.append(e.ReleaseStateChanged(workflow=cmd.workflow, online=cmd.online))
+    schedules.on_release(state, cmd.workflow, cmd.online, out)
 
 
 def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
@@ -201,41 +204,12 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
         raise _Rejected(f"workflow {cmd.workflow!r} is OFFLINE: release it before starting it")
     if cmd.schedule_time is not None and not 0 <= cmd.schedule_time <= MAX_TIME:
         raise _Rejected(f"schedule_time={cmd.schedule_time} is out of range (epoch milliseconds, years 1970 to 9999)")
-    dv = entry.latest
-    params = dict(dv.definition.params)
-    params.update(cmd.params)
-    base = cmd.schedule_time if cmd.schedule_time is not None else state.now
+    zone = schedules.zone_of(state, cmd.workflow)
     try:
-        params, _ = time_params.instance_params(params, base, "UTC")
+        workflow.start_instance(state, cmd.workflow, f"{state.partition}-{offset}", cmd.params, cmd.schedule_time,
+                                zone, "", out)
     except time_params.TimeExprError as exc:
         raise _Rejected(f"parameter: {exc}") from None
-    inst = WorkflowInstance(
-        id=f"{state.partition}-{offset}",
-        workflow=cmd.workflow,
-        version=dv.version,
-        state=WF_RUNNING,
-        base_time=base,
-        started=state.now,
-        params=params,
-        schedule_time=cmd.schedule_time,
-        tasks={},
-    )
-    inst.env = workflow.instance_env(inst)
-    state.instances[inst.id] = inst
-    state.record_upstream(inst.workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {},
-                                                        scheduled=cmd.schedule_time is not None))
-    out.append(
-        e.WorkflowStarted(
-            instance=inst.id,
-            workflow=inst.workflow,
-            version=inst.version,
-            base_time=base,
-            schedule_time=cmd.schedule_time,
-            params=params,
-        )
-    )
-    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
-    workflow.submit(state, inst, dv, dv.roots, out)
 
 
 def _stop(state: State, cmd: c.StopWorkflow, offset: int, out: Out) -> None:
@@ -330,6 +304,9 @@ def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:
     queue, max_seq = state.queue, state.queue.seq
     while (fired := queue.pop_next(cmd.now, max_seq)) is not None:
         (instance_id, task, kind), due = fired
+        if kind == schedules.SCHEDULE:
+            schedules.on_due(state, task, due, cmd.now, offset, out)
+            continue
         inst = state.instances[instance_id]
         ti = inst.tasks[task]
         out.append(e.TimerFired(instance=instance_id, task=task, kind=kind, due=due))
@@ -355,6 +332,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.CheckDue: _check_due,
     c.UpstreamFinished: _upstream_finished,
     c.SkipCommand: _skip,
+    **schedules.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ stop, pause, resume and finish of an instance. Task-type specifics are the hooks
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from easysched_es.core import events as e
@@ -31,6 +31,7 @@ from easysched_es.core.state import (
     DefinitionVersion,
     State,
     TaskInstance,
+    UpstreamRecord,
     WorkflowInstance,
 )
 from easysched_es.core.tasks.base import BY_DEFINITION, HOLDS_WORK, TYPES, Out, cancel_timers, task_changed, version
@@ -72,6 +73,55 @@ def upstream_pool(tasks: dict[str, TaskInstance], upstream: list[str]) -> dict[s
         for name, value in {**up.inputs, **up.outputs}.items():
             merged.setdefault(name, value)
     return merged
+
+
+FINISHED: list[Callable[[State, WorkflowInstance, Out], None]] = []
+"""Hooks called when an instance reaches a final state (schedules register one)."""
+
+
+def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
+                   zone: str, command_type: str, out: Out) -> WorkflowInstance:
+    """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
+
+    `params` override the definition's; `${...}`/`$[...]` in them are resolved at the base
+    time in `zone` (raises time_params.TimeExprError before anything changes).
+    """
+    dv = state.workflows[workflow].latest
+    merged = dict(dv.definition.params)
+    merged.update(params)
+    base = schedule_time if schedule_time is not None else state.now
+    merged, _ = time_params.instance_params(merged, base, zone or "UTC")
+    inst = WorkflowInstance(
+        id=instance_id,
+        workflow=workflow,
+        version=dv.version,
+        state=WF_RUNNING,
+        base_time=base,
+        started=state.now,
+        params=merged,
+        schedule_time=schedule_time,
+        tasks={},
+        zone=zone,
+        command_type=command_type,
+    )
+    inst.env = instance_env(inst)
+    state.instances[inst.id] = inst
+    state.record_upstream(workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {}, scheduled=schedule_time is not None))
+    out.append(
+        e.WorkflowStarted(
+            instance=inst.id,
+            workflow=workflow,
+            version=inst.version,
+            base_time=base,
+            schedule_time=schedule_time,
+            params=merged,
+            command_type=command_type,
+            zone=zone,
+        )
+    )
+    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
+    submit(state, inst, dv, dv.roots, out)
+    return inst
 
 
 def finish_task(
@@ -171,6 +221,8 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
             scheduled=inst.schedule_time is not None,
         )
     )
+    for hook in FINISHED:
+        hook(state, inst, out)
 
 
 def stop(state: State, inst: WorkflowInstance, out: Out) -> None:
