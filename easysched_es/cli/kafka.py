@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from easysched_es.cli.common import Registrar, kafka_bootstrap
+from easysched_es.cli.common import Registrar, UsageError, kafka_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,14 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from easysched_es.runtime.kafka.worker import KafkaWorker
 
+    if args.slots < 0:
+        raise UsageError(f"--slots must be >= 0 (0 = no limit), not {args.slots}")
     worker = KafkaWorker(_settings(args), args.work_dir, group=args.group, name=args.name,
                          kill_grace=args.kill_grace, heartbeat_timeout=args.heartbeat_timeout,
-                         session_timeout_ms=round(args.session_timeout * 1000))
+                         session_timeout_ms=round(args.session_timeout * 1000), slots=args.slots)
     stop = _stop_on_signals()
-    print(json.dumps({"event": "worker_started", "pid": os.getpid(), "worker": worker.name}), flush=True)
+    print(json.dumps({"event": "worker_started", "pid": os.getpid(), "worker": worker.name, "group": args.group,
+                      "slots": args.slots or "no limit"}), flush=True)
     worker.run(stop)
     return 0
 
@@ -134,6 +137,8 @@ def register(reg: Registrar) -> None:
     text = "run a worker: runs the SHELL tasks dispatched to its worker group, reports to Kafka"
     p = reg.add("worker", cmd_worker, text)
     p.add_argument("--group", default="default", help="worker group (default 'default')")
+    p.add_argument("--slots", type=int, default=0,
+                   help="task processes run at a time, split between the partitions (default 0 = no limit)")
     p.add_argument("--name", help="worker name; keep it across restarts to adopt running tasks (default host:pid)")
     p.add_argument("--work-dir", type=Path, default=Path(".easysched-worker"),
                    help="local directory for claim files and task logs (default ./.easysched-worker)")

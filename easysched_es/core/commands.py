@@ -152,6 +152,10 @@ class Heartbeat(_Command, tag="heartbeat"):
 
     worker: str
     timeout_ms: int = 0
+    # The worker's slots and group (core/capacity.py); None leaves its announcement as it was,
+    # -1 withdraws it (the worker sets no limit).
+    slots: int | None = None
+    group: str = "default"
 
 
 class CheckDue(_Command, tag="check_due"):

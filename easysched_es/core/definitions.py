@@ -17,6 +17,9 @@ Cycle = Literal["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]
 FailurePolicy = Literal["FAIL", "WAIT"]
 TimeoutStrategy = Literal["WARN", "FAILED", "WARNFAILED"]
 FailureStrategy = Literal["CONTINUE", "END"]
+# DolphinScheduler's Priority, best first: the wait queue for slots is ordered by it.
+Priority = Literal["HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST"]
+PRIORITIES: tuple[str, ...] = ("HIGHEST", "HIGH", "MEDIUM", "LOW", "LOWEST")
 
 # Which date values each cycle accepts (DolphinScheduler's dependent date values).
 DATE_VALUES: dict[str, tuple[str, ...]] = {
@@ -70,6 +73,9 @@ class _TaskBase(msgspec.Struct, kw_only=True, tag_field="type", forbid_unknown_f
     retry_interval: float = 0.0
     timeout: float | None = None
     timeout_strategy: TimeoutStrategy = "WARN"
+    priority: Priority = "MEDIUM"
+    # None: the workflow's worker_group.
+    worker_group: str | None = None
 
 
 class ShellTask(_TaskBase, tag="SHELL", kw_only=True):
@@ -77,6 +83,8 @@ class ShellTask(_TaskBase, tag="SHELL", kw_only=True):
 
     command: str
     env: dict[str, str] = {}
+    # A named pool (`easysched pool set NAME --slots N`) the task takes a slot of while it runs.
+    pool: str | None = None
 
 
 class DependentTask(_TaskBase, tag="DEPENDENT", kw_only=True):
@@ -99,6 +107,11 @@ class WorkflowDefinition(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
     params: dict[str, str] = {}
     failure_strategy: FailureStrategy = "CONTINUE"
     worker_group: str = "default"
+    priority: Priority = "MEDIUM"
+    # 0 = no limit. At most this many SHELL tasks of one instance hold a slot at a time.
+    max_parallel_tasks: int = 0
+    # 0 = no limit. Further starts of the workflow wait in a queue (see core/capacity.py).
+    max_active_instances: int = 0
 
 
 def task_type(task: TaskDef) -> str:

@@ -13,6 +13,7 @@ import msgspec
 
 from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
 from easysched_es.core.delay_queue import DelayQueue, TimerEntry
+from easysched_es.core.slots import Capacity, CapacityData
 
 # Workflow instance states (DolphinScheduler names).
 WF_RUNNING = "RUNNING_EXECUTION"
@@ -196,14 +197,16 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     # Commands passed over by an operator's skip that the skip command has not confirmed yet.
     skipped: dict[int, int] = {}
     schedules: dict[str, Schedule] = {}
+    # Worker slots, pools and the wait queue for slots (core/capacity.py); absent if unused.
+    capacity: CapacityData | None = None
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "instances", "last_offset", "now", "partition", "position", "queue", "schedules",
-        "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "capacity", "instances", "last_offset", "now", "partition", "position", "queue",
+        "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -226,6 +229,7 @@ class State:
         self.queue = DelayQueue()
         # Offset of a command passed over by a skip -> offset of that skip (until it is applied).
         self.skipped: dict[int, int] = {}
+        self.capacity = Capacity()
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -243,6 +247,7 @@ class State:
             timers=self.queue.entries(),
             timer_seq=self.queue.seq,
             skipped=self.skipped,
+            capacity=self.capacity.data(),
         )
 
     @classmethod
@@ -260,6 +265,7 @@ class State:
         state.schedules = snap.schedules
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
         state.skipped = snap.skipped
+        state.capacity = Capacity.restore(snap.capacity)
         return state
 
 

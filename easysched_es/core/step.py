@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
+from easysched_es.core import capacity, schedules, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import schedules, time_params, workflow
 from easysched_es.core.codec import decode_command
 from easysched_es.core.definitions import DefinitionError, validate
 from easysched_es.core.state import (
@@ -87,6 +87,7 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
         if command.at > state.now:
             state.now = command.at
         _HANDLERS[type(command)](state, command, offset, out)
+        capacity.drain(state, out)
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
@@ -269,6 +270,9 @@ def _claim_attempt(state: State, cmd: c.ClaimAttempt, offset: int, out: Out) -> 
 
 
 def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
+    refused = capacity.announce(state, cmd.worker, cmd.group, cmd.slots)
+    if refused:
+        raise _Rejected(refused)
     state.workers[cmd.worker] = cmd.at
     if cmd.timeout_ms > 0:
         state.worker_timeouts[cmd.worker] = cmd.timeout_ms

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from easysched_es.core import capacity, outputs, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core import outputs, time_params, workflow
 from easysched_es.core.definitions import ShellTask
 from easysched_es.core.delay_queue import RETRY
 from easysched_es.core.delay_queue import TIMEOUT as TIMEOUT_KIND
@@ -52,11 +52,17 @@ def dispatch_effect(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef
         command=tdef.command,
         env={**inst.env, **ti.inputs} if ti.inputs else inst.env,
         task_env=time_params.resolve_values(tdef.env, inst.params, inst.base_time, inst.zone or "UTC"),
-        worker_group=version(state, inst).definition.worker_group,
+        worker_group=tdef.worker_group or version(state, inst).definition.worker_group,
     )
 
 
 def _dispatch(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: ShellTask, out: Out) -> None:
+    if capacity.admit(state, inst, ti, tdef, out):
+        dispatch_admitted(state, inst, ti, tdef, out)
+
+
+def dispatch_admitted(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: ShellTask, out: Out) -> None:
+    """Dispatch the task's next attempt (its slots are taken: see core/capacity.py)."""
     ti.attempt += 1
     ti.state = DISPATCH
     ti.pid = None
@@ -250,6 +256,7 @@ class Shell(TaskType):
 
     def after_kill(self, state: State, inst: WorkflowInstance, ti: TaskInstance, was: str, reason: str,
                    out: Out) -> None:
+        capacity.forget(state, inst, ti)
         if was in (DISPATCH, RUNNING):
             ti.kill_pending = True
             out.append(e.KillTaskProcess(instance=inst.id, task=ti.name, attempt=ti.attempt, reason=reason))
@@ -257,6 +264,7 @@ class Shell(TaskType):
     def pause(self, state: State, inst: WorkflowInstance, ti: TaskInstance, out: Out) -> None:
         # A dispatched attempt runs to its end; a retry wait stops here.
         if ti.state not in (DISPATCH, RUNNING):
+            capacity.forget(state, inst, ti)
             super().pause(state, inst, ti, out)
 
     def resume(self, state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: ShellTask, out: Out) -> None:
@@ -276,6 +284,7 @@ def lost_workers(state: State, now: int, out: Out) -> None:
     lost = [w for w, t in state.worker_timeouts.items() if state.workers.get(w, 0) + t <= now]
     for worker in sorted(lost):
         del state.worker_timeouts[worker]
+        state.capacity.worker_lost(worker)
         seen = state.workers.get(worker, 0)
         for inst in list(state.instances.values()):
             if inst.state in WF_FINAL:

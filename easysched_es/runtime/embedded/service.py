@@ -9,7 +9,11 @@ import signal
 import threading
 from typing import Any
 
+from easysched_es.core.capacity import UNLIMITED
+from easysched_es.core.codec import encode
+from easysched_es.core.commands import Heartbeat
 from easysched_es.core.events import Event
+from easysched_es.core.slots import ALL_GROUPS
 from easysched_es.log.embedded import DirectoryLock
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.appender import CommandAppender
@@ -19,11 +23,24 @@ from easysched_es.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
+EMBEDDED_WORKER = "embedded"
+"""The name the embedded worker announces its slots under (stable across restarts)."""
+
+
+def default_slots() -> int:
+    """Task slots of `easysched run` when `--slots` is not given: 4 per CPU, at least 8."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
 
 def run_embedded(
-    data: DataDir, *, kill_grace: float = 5.0, projections: bool = True, stop: threading.Event | None = None
+    data: DataDir, *, kill_grace: float = 5.0, projections: bool = True, stop: threading.Event | None = None,
+    slots: int = 0,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop`); returns the exit code."""
+    """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
+
+    `slots` > 0 bounds the task processes of this machine (announced to the fold in a heartbeat
+    of the worker group `*`, before anything new is decided); 0 sets no limit.
+    """
     stop = stop or threading.Event()
     with DirectoryLock(data.master_lock, "the master lock of this data directory"):
         reports = data.commands()
@@ -36,6 +53,9 @@ def run_embedded(
 
         master = EmbeddedMaster(data, effects)
         owed = master.recover()
+        # Through the log, so the fold knows the capacity at a definite position (replays agree).
+        beat = Heartbeat(at=wall_ms(), worker=EMBEDDED_WORKER, group=ALL_GROUPS, slots=slots or UNLIMITED)
+        master.commands.append([encode(beat)])
         appender.start()
         worker.start()
         service: Any = None

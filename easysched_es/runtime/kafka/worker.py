@@ -78,9 +78,11 @@ class KafkaWorker:
         kill_grace: float = 5.0,
         heartbeat_timeout: float = 30.0,
         session_timeout_ms: int = 10_000,
+        slots: int = 0,
     ) -> None:
         self.settings = settings
         self.group = group
+        self.slots = slots
         self.heartbeat_timeout = heartbeat_timeout
         counts = ensure_topics(settings)
         self.partitions = counts[settings.topic("commands")]
@@ -125,10 +127,17 @@ class KafkaWorker:
         self.producer.send(self.commands_topic, value=encode(command), partition=partition)
 
     def heartbeat(self) -> None:
-        """Tell every partition's master this worker is alive."""
-        hb = encode(c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=round(self.heartbeat_timeout * 1000)))
+        """Tell every partition's master this worker is alive, with its share of the slots.
+
+        Partitions are independent shards, each with its own fold: the worker's slots are split
+        between them (slots // partitions each, the remainder to the first ones), so that all
+        partitions together never dispatch more than `slots` attempts to it. 0 slots = no limit.
+        """
+        timeout_ms = round(self.heartbeat_timeout * 1000)
         for p in range(self.partitions):
-            self.producer.send(self.commands_topic, value=hb, partition=p)
+            share = None if self.slots <= 0 else self.slots // self.partitions + (p < self.slots % self.partitions)
+            hb = c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=timeout_ms, slots=share, group=self.group)
+            self.producer.send(self.commands_topic, value=encode(hb), partition=p)
 
     def _mine(self, effect: KillTaskProcess) -> bool:
         key = (effect.instance, effect.task, effect.attempt)

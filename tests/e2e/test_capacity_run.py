@@ -1,0 +1,69 @@
+"""Slots through a real `easysched run`: a 200-task fan-out with --slots 4 never has more than
+4 task processes alive, sampled from /proc while it runs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from easysched_es.core.definitions import WorkflowDefinition
+from easysched_es.runtime.embedded.datadir import DataDir
+from tests.harness import Run, kill_leftovers, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def alive_attempts(runs_dir: Path) -> set[bytes]:
+    """Attempt keys of the live (non-zombie) task processes of this data directory."""
+    needle = f"EASYSCHED_ATTEMPT_KEY={runs_dir}|".encode()
+    keys: set[bytes] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if needle in environ and stat.rsplit(") ", 1)[1][0] != "Z":
+            start = environ.index(needle)
+            keys.add(environ[start:environ.index(b"\0", start) if b"\0" in environ[start:] else None])
+    return keys
+
+
+def test_fan_out_of_200_with_4_slots_never_runs_more_than_4_processes(tmp_path: Path) -> None:
+    run = Run(tmp_path, "--slots", "4")
+    try:
+        assert "at most 4 task processes" in run.log()
+        tasks = [{"name": f"t{i:03d}", "type": "SHELL", "command": "sleep 0.02"} for i in range(200)]
+        run.client.define(msgspec.convert({"name": "fan", "tasks": tasks}, WorkflowDefinition))
+        runs = DataDir(tmp_path).runs
+        seen: list[int] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                seen.append(len(alive_attempts(runs)))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            inst = run.client.start("fan")
+            wait_until("the fan-out to finish", lambda: run.state().instances[inst].state == "SUCCESS", timeout=300)
+        finally:
+            done.set()
+            sampler.join()
+        state = run.state()
+        print("max concurrent task processes seen:", max(seen), "samples:", len(seen))
+        assert max(seen) <= 4, max(seen)
+        assert max(seen) >= 2, "the sampler never saw the tasks run in parallel"
+        assert all(t.state == "SUCCESS" for t in state.instances[inst].tasks.values())
+        # The wait was visible: tasks went through "waiting for a slot" before they ran.
+        assert state.capacity.waiting_count() == 0
+    finally:
+        run.stop()
+        kill_leftovers(tmp_path)
