@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from easysched_es.cli.common import EXIT_OK, NoDataDirError, NotFoundError
+from easysched_es.cli.common import UsageError as _Usage
 
 
 def register(
@@ -43,44 +44,34 @@ def register(
     q.add_argument("--json", action="store_true", help="same as --format json")
     q.set_defaults(func=_handler(_query))
 
-    h = subparsers.add_parser("history", parents=parents, help="a workflow's instances, newest first, with durations")
+    text = "a workflow's instances, newest first, with durations"
+    h = subparsers.add_parser("history", parents=parents, help=text, description=text)
     h.add_argument("workflow", help="workflow name")
     h.add_argument("--limit", type=int, default=20, help="how many instances (20)")
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(func=_handler(_history))
 
-    s = subparsers.add_parser(
-        "stats", parents=parents, help="success/failure/kill counts and p50/p95 durations per workflow and task"
-    )
+    text = "success/failure/kill counts and p50/p95 durations per workflow and task"
+    s = subparsers.add_parser("stats", parents=parents, help=text, description=text)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_handler(_stats))
 
-    p = subparsers.add_parser("projections", help="manage the DuckDB projection")
-    commands = p.add_subparsers(dest="projections_command", metavar="COMMAND", required=True)
-    r = commands.add_parser(
-        "rebuild", parents=parents, help="drop the projection and refold it from the log, with a progress bar"
-    )
+    p = subparsers.add_parser("projections", help="manage the DuckDB projection",
+                              description="manage the DuckDB projection")
+    commands = p.add_subparsers(dest="projections_command", metavar="COMMAND", required=True,
+                                help="what to do with the projection")
+    text = "drop the projection and refold it from the log, with a progress bar"
+    r = commands.add_parser("rebuild", parents=parents, help=text, description=text)
     r.set_defaults(func=_handler(_rebuild))
 
 
-class _Usage(Exception):
-    """A usage error: exit code 2."""
-
-
 def _handler(body: Callable[[argparse.Namespace, TextIO], int]) -> Callable[[argparse.Namespace], int]:
-    """Wrap a command body: projection errors become a message and exit code 1, usage errors 2."""
+    """Wrap a command body: `_Usage` becomes the CLI's usage error (exit 2); other errors (a
+    `ProjectionError` included) reach `easysched_es.cli.app.main`, which prints them once (JSON
+    with --json) with exit code 1."""
 
     def run(args: argparse.Namespace) -> int:
-        from projections.errors import ProjectionError
-
-        try:
-            return body(args, sys.stdout)
-        except _Usage as exc:
-            print(f"easysched: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except ProjectionError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+        return body(args, sys.stdout)
 
     run.__doc__ = body.__doc__
     return run
@@ -95,6 +86,8 @@ def _query(args: argparse.Namespace, out: TextIO) -> int:
 
     if (args.sql is None) == (args.file is None):
         raise _Usage("give the SQL either as an argument or with --file, not both or neither")
+    if args.sql is not None and not args.sql.strip():
+        raise _Usage("the SQL statement is empty")
     if args.file is not None:
         try:
             sql = args.file.read_text()
@@ -118,8 +111,7 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     with open_reader(args.data_dir, progress=True) as reader:
         found = reader.instances(workflow=args.workflow, limit=args.limit)["instances"]
         if not found and not reader.query("SELECT 1 FROM workflows WHERE workflow = $1", [args.workflow])["rows"]:
-            print(f"error: no workflow named {args.workflow!r} is defined", file=sys.stderr)
-            return EXIT_FAILED
+            raise NotFoundError(f"no workflow named {args.workflow!r} is defined", workflow=args.workflow)
     if args.json:
         _dump_json(found, out)
         return EXIT_OK
@@ -149,11 +141,10 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
 def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
     """easysched projections rebuild"""
     from projections.client import HttpReader, find_service, read_service_file
-    from projections.errors import ProjectionError
     from projections.local import LocalProjection
 
     if not Path(args.data_dir).is_dir():
-        raise ProjectionError(f"no data directory at {args.data_dir}")
+        raise NoDataDirError(f"no data directory at {args.data_dir}", data_dir=str(args.data_dir))
     service = find_service(args.data_dir)
     if service is not None:
         info = read_service_file(args.data_dir) or {}

@@ -6,19 +6,26 @@ Each folds from the nearest kept snapshot at or before the point it needs (`debu
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from easysched_es.cli.common import EXIT_FAILED, EXIT_OK, Registrar, UsageError, print_json, source
-from easysched_es.debug.replay import build_index, replay
-from easysched_es.debug.trace import trace
-from easysched_es.debug.verify import side_by_side, verify, verify_snapshots
-from easysched_es.debug.views import iso, status_view, timers_view
-from easysched_es.debug.why import why
-from easysched_es.log.base import LogError
-from easysched_es.runtime.embedded.datadir import DataDir
-from easysched_es.runtime.fold import LogSource
+from easysched_es.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    NotFoundError,
+    Registrar,
+    UsageError,
+    non_negative_int,
+    print_json,
+    source,
+)
+
+if TYPE_CHECKING:
+    from easysched_es.runtime.fold import LogSource
+
+# The debug modules, the log and the fold are imported inside the handlers: building the
+# parser on every `easysched` call must stay cheap (bench/cli.py).
 
 
 def parse_when(text: str) -> int:
@@ -37,10 +44,14 @@ def parse_when(text: str) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from easysched_es.debug.trace import trace
+
     entries = trace(source(args), args.instance, args.task)
     if not entries:
-        print(f"nothing in the log touched instance {args.instance!r}", file=sys.stderr)
-        return EXIT_FAILED
+        raise NotFoundError(f"nothing in the log touched instance {args.instance!r}", instance=args.instance)
+    if args.task is not None and not any(_names_task(e, args.task) for e in entries):
+        raise NotFoundError(f"instance {args.instance!r} has no task {args.task!r}",
+                            instance=args.instance, task=args.task)
     if args.json:
         print_json(entries)
         return EXIT_OK
@@ -54,7 +65,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _names_task(entry: dict[str, Any], task: str) -> bool:
+    data = entry.get("data") or {}
+    return bool(data.get("task") == task or data.get("name") == task)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    from easysched_es.debug.replay import replay
+    from easysched_es.debug.views import iso, status_view, timers_view
+
     at = None if args.at is None else parse_when(args.at)
     if args.until is None and at is None:
         raise UsageError("replay needs --until OFFSET or --at TIME")
@@ -89,11 +108,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
+    from easysched_es.debug.why import why
+
     answer = why(source(args), args.instance, args.task)
     if answer is None:
         what = f"task {args.task!r} of instance {args.instance!r}" if args.task else f"instance {args.instance!r}"
-        print(f"unknown {what}: the log never started it", file=sys.stderr)
-        return EXIT_FAILED
+        raise NotFoundError(f"unknown {what}: the log never started it", instance=args.instance)
     if args.json:
         print_json(answer)
         return EXIT_OK
@@ -114,16 +134,20 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 
 def _verify_source(args: argparse.Namespace) -> LogSource:
+    from easysched_es.runtime.embedded.datadir import DataDir
+
     if args.log is None:
         return source(args)
     root = Path(args.log)
     if not (root / "commands").is_dir():
-        raise LogError(f"{root} is not an easysched data directory (no commands/ in it); "
-                       "give --log the copy of a production data directory")
+        raise CliError(f"{root} is not an easysched data directory (no commands/ in it); "
+                       "give --log the copy of a production data directory", kind="no_data_dir", data_dir=str(root))
     return DataDir(root)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from easysched_es.debug.verify import side_by_side, verify
+
     src = _verify_source(args)
     if args.from_snapshots:
         return _verify_snapshots(args, src)
@@ -156,6 +180,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_snapshots(args: argparse.Namespace, src: LogSource) -> int:
+    from easysched_es.debug.verify import verify_snapshots
+
     checks = verify_snapshots(src)
     ok = all(c.ok for c in checks)
     if args.json:
@@ -168,10 +194,13 @@ def _verify_snapshots(args: argparse.Namespace, src: LogSource) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
+    from easysched_es.debug.replay import build_index
+    from easysched_es.debug.views import iso
+
     src = source(args)
     get = getattr(src, "snapshot_store", None)
     if not callable(get):
-        raise LogError("snapshot listing needs the embedded log (Kafka keeps only the newest snapshot per partition)")
+        raise CliError("snapshot listing needs the embedded log (Kafka keeps only the newest snapshot per partition)")
     written = build_index(src, args.every) if args.build else []
     metas = [
         {"offset": m.offset, "now": iso(m.now), "bytes": m.bytes, "instances": m.instances} for m in get().metas()
@@ -195,12 +224,12 @@ def register(reg: Registrar) -> None:
     p.add_argument("--task", help="only what touched this task (and the instance as a whole)")
 
     p = reg.add("replay", cmd_replay, "the state of one partition as of a command offset or a wall time", reg.as_json)
-    p.add_argument("--until", type=int, metavar="OFFSET",
-                   help="the last command offset to apply, in the partition given by --partition")
+    p.add_argument("--until", type=non_negative_int, metavar="OFFSET",
+                   help="the last command offset to apply (0 or more), in the partition given by --partition")
     p.add_argument("--at", metavar="TIME",
                    help="the state as of this time (ISO-8601 with zone, or epoch ms): every command up to the last "
                    "one that keeps the state's clock at or before it")
-    p.add_argument("--partition", type=int, default=0, metavar="P",
+    p.add_argument("--partition", type=non_negative_int, default=0, metavar="P",
                    help="the partition to replay (Kafka: an instance 'P-N' lives in partition P; "
                    "the embedded log has only 0; default 0)")
     p.add_argument("--instance", help="show only this instance (P-N)")

@@ -155,7 +155,8 @@ def register(reg: Registrar) -> None:
 
     text = "a local single-node Apache Kafka (KRaft, no Docker) for development"
     p = reg.add("kafka-local", cmd_kafka_local, text, reg.as_json, log_options=False)
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("action", choices=["start", "stop", "status"],
+                   help="start a broker (detached), stop it, or say whether one runs (exit 1 if not)")
     p.add_argument("--dir", type=Path, default=DEFAULT_LOCAL_DIR,
                    help=f"broker data directory (default {DEFAULT_LOCAL_DIR})")
     p.add_argument("--port", type=int, default=None, help="client port for a new broker (default: a free port)")

@@ -1,21 +1,38 @@
 """Queries: status, timers, wait. They fold the log, so they work whether or not `run` runs.
 
-(trace, replay, why and verify are in cli/debug.py.)
+(trace, replay, why and verify are in cli/debug.py.) They never create a data directory: on a
+path that is not one they say so (exit 1). Heavy modules are imported inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from easysched_es.cli.common import EXIT_FAILED, EXIT_OK, Registrar, partition_of, print_json, source
-from easysched_es.debug.views import status_view, timers_view
-from easysched_es.runtime.fold import fold_through, load_state, load_states, start_state
-from easysched_es.runtime.gc_pause import gc_paused
+from easysched_es.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    NotFoundError,
+    Registrar,
+    WaitTimeout,
+    partition_of,
+    print_json,
+    source,
+)
+
+FINAL_STATES = ("SUCCESS", "FAILURE", "STOP", "PAUSE")
+
+
+def unknown_instance(instance: str, why: str | None = None) -> NotFoundError:
+    """The error for an instance id that no partition knows (or that the filters leave out)."""
+    return NotFoundError(f"unknown instance {instance!r}" + (f" ({why})" if why else ""), instance=instance)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from easysched_es.debug.views import status_view
+    from easysched_es.runtime.fold import load_state, load_states
+    from easysched_es.runtime.gc_pause import gc_paused
+
     src = source(args)
     args.instance = args.instance or args.instance_opt
     filters = {"workflow": args.workflow, "state": args.state}
@@ -30,8 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             view = status_view(state, args.instance, **filters) if state is not None else []
     if args.instance and not view:
         shown = "no such instance" if state is None or args.instance not in state.instances else "filtered out"
-        print(f"unknown instance {args.instance!r} ({shown})", file=sys.stderr)
-        return EXIT_FAILED
+        raise unknown_instance(args.instance, shown)
     if args.json:
         print_json(view[0] if args.instance else view)
         return EXIT_OK
@@ -46,6 +62,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_timers(args: argparse.Namespace) -> int:
+    from easysched_es.debug.views import timers_view
+    from easysched_es.runtime.fold import load_states
+
     view = timers_view(load_states(source(args), progress=True))
     if args.json:
         print_json(view)
@@ -58,31 +77,42 @@ def cmd_timers(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    deadline = time.monotonic() + args.timeout
+    from easysched_es.debug.views import status_view
+    from easysched_es.runtime.fold import fold_through, start_state
+
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     src = source(args)
     partition = partition_of(args.instance)
     if partition is None or partition >= src.partitions:
-        print(f"unknown instance {args.instance!r}", file=sys.stderr)
-        return EXIT_FAILED
+        raise unknown_instance(args.instance)
     folded = start_state(src, partition)
     with src.commands() as commands:
         while True:
             fold_through(commands, folded, partition=partition)
             view = status_view(folded, args.instance)
             if not view:
-                print(f"unknown instance {args.instance!r}", file=sys.stderr)
-                return EXIT_FAILED
+                raise unknown_instance(args.instance)
             state = view[0]["state"]
-            if state in ("SUCCESS", "FAILURE", "STOP", "PAUSE"):
+            if state in FINAL_STATES:
                 if args.json:
                     print_json(view[0])
                 else:
                     print(f"{args.instance} {state}")
                 return EXIT_OK if state == "SUCCESS" else EXIT_FAILED
-            if time.monotonic() > deadline:
-                print(f"{args.instance} still {state} after {args.timeout}s", file=sys.stderr)
-                return EXIT_FAILED
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"{args.instance} still {state} after {args.timeout:g}s",
+                                  instance=args.instance, state=state)
             time.sleep(0.1)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
 
 
 def register(reg: Registrar) -> None:
@@ -94,6 +124,8 @@ def register(reg: Registrar) -> None:
     p.add_argument("--state", action="append", metavar="STATE",
                    help="only instances in this state (repeatable), e.g. --state FAILURE --state STOP")
     reg.add("timers", cmd_timers, "every pending delay-queue entry, as the state holds it", reg.as_json)
-    p = reg.add("wait", cmd_wait, "wait until an instance ends (exit 0 on SUCCESS, 1 otherwise)", reg.as_json)
+    text = "wait until an instance ends: exit 0 on SUCCESS, 1 on another final state, 3 on --timeout"
+    p = reg.add("wait", cmd_wait, text, reg.as_json)
     p.add_argument("instance", help="the instance id (P-N)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="give up after this many seconds with exit code 3 (default: wait forever)")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 
 from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_params, parse_time, print_json
-from easysched_es.flows import load_flow
 
 
 def cmd_define(args: argparse.Namespace) -> int:
+    from easysched_es.flows import load_flow
+
+    # All or nothing: every file is read and validated before the first one is defined.
+    definitions = [(path, load_flow(path)) for path in args.files]
     target = client(args)
     results = []
-    for path in args.files:
-        definition = load_flow(path)
+    for path, definition in definitions:
         version = target.define(definition, release=not args.offline)
         results.append({"file": path, "workflow": definition.name, "version": version})
         if not args.json:

@@ -13,20 +13,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from easysched_es.core.state import State
 from easysched_es.log.embedded import EmbeddedStream
+from easysched_es.runtime.embedded.location import DEFAULT_DATA_DIR, resolve
 from easysched_es.runtime.snapshots import SnapshotStore
 
-DEFAULT_DATA_DIR = ".easysched"
-
-
-def resolve(data_dir: str | Path | None) -> Path:
-    """The data directory: the argument, else $EASYSCHED_DATA_DIR, else ./.easysched."""
-    chosen = data_dir or os.environ.get("EASYSCHED_DATA_DIR") or DEFAULT_DATA_DIR
-    return Path(chosen).absolute()
+__all__ = ["DEFAULT_DATA_DIR", "DataDir", "resolve"]
 
 
 class DataDir:
