@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -15,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from easysched_es.cli.app import main
 from easysched_es.core import commands as c
 from easysched_es.log.embedded import EmbeddedStream
-from projections import cli
 from projections.api import connect
 from projections.client import HttpReader, find_service, read_service_file
 from projections.errors import ProjectionLockedError, QueryError, ReadOnlyError
@@ -59,12 +58,8 @@ def raw(svc: ProjectionService, method: str, path: str, body: bytes | None = Non
 
 
 def run_cli(data: Path, *argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="easysched")
-    parser.add_argument("--data-dir", type=Path)
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["--data-dir", str(data), *argv])
-    code: int = args.func(args)
-    return code
+    """The projection commands through the CLI's main (which prints errors and picks exit codes)."""
+    return main(["--data-dir", str(data), *argv])
 
 
 # ---------------------------------------------------------------------------- HTTP API
