@@ -6,6 +6,7 @@ Field names follow DolphinScheduler so its users feel at home. Durations are sec
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
@@ -93,7 +94,68 @@ class DependentTask(_TaskBase, tag="DEPENDENT", kw_only=True):
     dependence: Dependence
 
 
-TaskDef = ShellTask | DependentTask
+class ConditionItem(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One upstream task of a CONDITIONS task and the state it is expected to end in."""
+
+    task: str
+    state: Literal["SUCCESS", "FAILURE"] = "SUCCESS"
+
+
+class ConditionDependence(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The items a CONDITIONS task compares, combined by `relation`."""
+
+    items: list[ConditionItem]
+    relation: Relation = "AND"
+
+
+class ConditionResult(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The branches of a CONDITIONS task: tasks run when the dependence holds, and when not."""
+
+    success_node: list[str] = []
+    failed_node: list[str] = []
+
+
+class ConditionsTask(_TaskBase, tag="CONDITIONS", kw_only=True):
+    """A logic task picking the success or the failure branch from its upstreams' states."""
+
+    dependence: ConditionDependence
+    condition_result: ConditionResult = msgspec.field(default_factory=ConditionResult)
+
+
+class SwitchCase(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A SWITCH case: when `condition` (core/expr.py) holds, `next` runs."""
+
+    condition: str
+    next: str
+
+
+class SwitchSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The cases of a SWITCH task, tried in order, and the branch taken when none holds."""
+
+    cases: list[SwitchCase]
+    default: str | None = None
+
+
+class SwitchTask(_TaskBase, tag="SWITCH", kw_only=True):
+    """A logic task picking one branch by the first case whose condition holds."""
+
+    switch: SwitchSpec
+
+
+class SubWorkflowSpec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The child workflow of a SUB_WORKFLOW task and the parameters passed down (`${name}` allowed)."""
+
+    workflow: str
+    params: dict[str, str] = {}
+
+
+class SubWorkflowTask(_TaskBase, tag="SUB_WORKFLOW", kw_only=True):
+    """A logic task running an instance of another workflow; it ends with the child's final state."""
+
+    sub_workflow: SubWorkflowSpec
+
+
+TaskDef = ShellTask | DependentTask | ConditionsTask | SwitchTask
 
 WORKER_TASK_TYPES = frozenset({"SHELL"})
 
@@ -116,7 +178,7 @@ class WorkflowDefinition(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
 
 def task_type(task: TaskDef) -> str:
     """The DolphinScheduler type name of a task definition."""
-    return "SHELL" if isinstance(task, ShellTask) else "DEPENDENT"
+    return str(type(task).__struct_config__.tag)
 
 
 def validate(definition: WorkflowDefinition) -> None:
@@ -135,6 +197,7 @@ def validate(definition: WorkflowDefinition) -> None:
         names.add(task.name)
     for task in definition.tasks:
         _validate_task(where, task, names)
+    _validate_logic_tasks(where, definition)
     for key, value in definition.params.items():
         reason = time_params.check(value)
         if reason:
@@ -178,9 +241,9 @@ def _validate_task(where: str, task: TaskDef, names: set[str]) -> None:
                     f"{at}: date_value {item.date_value!r} is not valid for cycle {item.cycle}; "
                     f"use one of {', '.join(allowed)}"
                 )
-    elif not task.command.strip():
+    elif isinstance(task, ShellTask) and not task.command.strip():
         raise DefinitionError(f"{at}: SHELL command is empty")
-    else:
+    elif isinstance(task, ShellTask):
         for key, text in task.env.items():
             reason = time_params.check(text)
             if reason:
@@ -198,3 +261,80 @@ def topological_order(definition: WorkflowDefinition) -> list[str]:
     if order is None:
         raise DefinitionError(f"workflow {definition.name!r}: tasks form a cycle")
     return order
+
+
+# ---- CONDITIONS, SWITCH, SUB_WORKFLOW ------------------------------------------------------
+
+_PARAM_REF = re.compile(r"\$\{([^}]*)\}")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def param_refs(text: str) -> list[str]:
+    """The `${name}` references in a parameter value (DefinitionError for a malformed one)."""
+    found = _PARAM_REF.findall(text)
+    for name in found:
+        if not _PARAM_NAME.fullmatch(name):
+            raise DefinitionError(f"${{{name[:40]}}} is not a parameter reference (letters, digits, _)")
+    return list(found)
+
+
+def branches(task: TaskDef) -> list[str]:
+    """The branch tasks a CONDITIONS or SWITCH task chooses among (definition order, no repeats)."""
+    if isinstance(task, ConditionsTask):
+        names = [*task.condition_result.success_node, *task.condition_result.failed_node]
+    elif isinstance(task, SwitchTask):
+        names = [c.next for c in task.switch.cases]
+        if task.switch.default is not None:
+            names.append(task.switch.default)
+    else:
+        return []
+    return list(dict.fromkeys(names))
+
+
+def _validate_logic_tasks(where: str, definition: WorkflowDefinition) -> None:
+    by_name = {t.name: t for t in definition.tasks}
+    for task in definition.tasks:
+        at = f"{where}, task {task.name!r}"
+        if isinstance(task, ConditionsTask):
+            if not task.dependence.items:
+                raise DefinitionError(f"{at}: dependence.items is empty (name the upstream tasks to compare)")
+            for i, item in enumerate(task.dependence.items):
+                if item.task not in task.upstream:
+                    raise DefinitionError(
+                        f"{at}: dependence.items[{i}].task {item.task!r} is not in this task's upstream list"
+                    )
+            both = set(task.condition_result.success_node) & set(task.condition_result.failed_node)
+            if both:
+                raise DefinitionError(f"{at}: condition_result names {sorted(both)[0]!r} in both branches")
+            _check_branches(at, task, by_name, "condition_result")
+        elif isinstance(task, SwitchTask):
+            from easysched_es.core import expr  # a leaf module; imported here to keep this one's imports light
+
+            if not task.switch.cases:
+                raise DefinitionError(f"{at}: switch.cases is empty (give at least one case)")
+            for i, case in enumerate(task.switch.cases):
+                try:
+                    expr.parse(case.condition)
+                except expr.ExprError as exc:
+                    raise DefinitionError(f"{at}: switch.cases[{i}].condition: {exc}") from None
+            _check_branches(at, task, by_name, "switch")
+        elif isinstance(task, SubWorkflowTask):
+            spec = task.sub_workflow
+            if not spec.workflow.strip():
+                raise DefinitionError(f"{at}: sub_workflow.workflow is empty")
+            for key, value in spec.params.items():
+                try:
+                    param_refs(value)
+                except DefinitionError as exc:
+                    raise DefinitionError(f"{at}: sub_workflow.params.{key}: {exc}") from None
+
+
+def _check_branches(at: str, task: TaskDef, by_name: dict[str, TaskDef], field: str) -> None:
+    for name in branches(task):
+        target = by_name.get(name)
+        if target is None:
+            raise DefinitionError(f"{at}: {field} names unknown task {name!r}")
+        if task.name not in target.upstream:
+            raise DefinitionError(
+                f"{at}: {field} names {name!r}, which does not list {task.name!r} in its upstream"
+            )

@@ -150,6 +150,17 @@ class DependentChecked(_Event, tag="dependent_checked"):
     detail: str = ""
 
 
+class BranchChosen(_Event, tag="branch_chosen"):
+    """A CONDITIONS or SWITCH task picked `branch`: the tasks in `taken` run, those in `skipped` do not."""
+
+    instance: str
+    task: str
+    branch: str
+    taken: list[str] = []
+    skipped: list[str] = []
+    detail: str = ""
+
+
 class TaskTimedOut(_Event, tag="task_timed_out"):
     """A worker task ran past its timeout; `strategy` says what followed."""
 
@@ -271,6 +282,7 @@ Event = (
     | TimerCancelled
     | TimerFired
     | DependentChecked
+    | BranchChosen
     | TaskTimedOut
     | KillConfirmed
     | LateReportIgnored

@@ -36,7 +36,9 @@ FAILURE = "FAILURE"
 SUCCESS = "SUCCESS"
 FORCED_SUCCESS = "FORCED_SUCCESS"
 NEED_FAULT_TOLERANCE = "NEED_FAULT_TOLERANCE"
-TASK_FINAL = frozenset({KILL, FAILURE, SUCCESS, FORCED_SUCCESS})
+# A branch not taken by CONDITIONS or SWITCH, and a task all of whose upstreams were skipped.
+SKIPPED = "SKIPPED"
+TASK_FINAL = frozenset({KILL, FAILURE, SUCCESS, FORCED_SUCCESS, SKIPPED})
 TASK_OK = frozenset({SUCCESS, FORCED_SUCCESS})
 
 
@@ -87,6 +89,8 @@ class TaskInstance(msgspec.Struct, omit_defaults=True):
     # upstream tasks when it started (see core/outputs.py).
     outputs: dict[str, str] = {}
     inputs: dict[str, str] = {}
+    # Why a logic task ended as it did (the branch chosen, why a task was skipped).
+    note: str = ""
 
 
 class WorkflowInstance(msgspec.Struct, omit_defaults=True):

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 
 from easysched_es.core import events as e
 from easysched_es.core import time_params
+from easysched_es.core.definitions import TaskDef
 from easysched_es.core.state import (
     DISPATCH,
     FAILURE,
     KILL,
     PAUSE,
     RUNNING,
+    SKIPPED,
     SUBMITTED,
     SUCCESS,
     TASK_FINAL,
@@ -124,21 +126,41 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
     return inst
 
 
+def failure_handled(dv: DefinitionVersion, name: str) -> bool:
+    """A failure of task `name` is handled: a task right downstream of it runs after failures
+    (CONDITIONS), so the failure neither triggers failure strategy END nor fails the workflow."""
+    return any(BY_DEFINITION[type(dv.task(d))].after_failure for d in dv.downstream[name])
+
+
 def finish_task(
-    state: State, inst: WorkflowInstance, ti: TaskInstance, new_state: str, out: Out, reason: str = ""
+    state: State,
+    inst: WorkflowInstance,
+    ti: TaskInstance,
+    new_state: str,
+    out: Out,
+    reason: str = "",
+    skip: list[str] | None = None,
+    skip_reason: str = "",
 ) -> None:
-    """Move a task to a final state and let the workflow react."""
+    """Move a task to a final state and let the workflow react.
+
+    `skip` names downstream tasks not to run (the branches a CONDITIONS or SWITCH task did not
+    take): they become SKIPPED, with `skip_reason`, before anything downstream starts.
+    """
     cancel_timers(state, inst, ti.name, _FINISH_REASONS.get(new_state) or f"task {new_state}", out)
     ti.state = new_state
     ti.ended = state.now
     task_changed(inst, ti, out, reason)
     dv = version(state, inst)
     if new_state in TASK_OK:
-        submit(state, inst, dv, dv.downstream[ti.name], out)
-    elif new_state == FAILURE and dv.definition.failure_strategy == "END" and inst.state == WF_RUNNING:
-        for other in list(inst.tasks.values()):
-            if other.state not in TASK_FINAL:
-                kill(state, inst, other, f"failure strategy END after {ti.name} failed", out)
+        submit(state, inst, dv, dv.downstream[ti.name], out, skip, skip_reason)
+    elif new_state == FAILURE:
+        if failure_handled(dv, ti.name):
+            submit(state, inst, dv, dv.downstream[ti.name], out)
+        elif dv.definition.failure_strategy == "END" and inst.state == WF_RUNNING:
+            for other in list(inst.tasks.values()):
+                if other.state not in TASK_FINAL:
+                    kill(state, inst, other, f"failure strategy END after {ti.name} failed", out)
     maybe_finish(state, inst, out)
 
 
@@ -153,32 +175,77 @@ def kill(state: State, inst: WorkflowInstance, ti: TaskInstance, reason: str, ou
     TYPES[ti.type].after_kill(state, inst, ti, was, reason, out)
 
 
-def submit(state: State, inst: WorkflowInstance, dv: DefinitionVersion, names: Iterable[str], out: Out) -> None:
-    """Start every named task whose upstreams all succeeded, if the instance is running."""
+def submit(
+    state: State,
+    inst: WorkflowInstance,
+    dv: DefinitionVersion,
+    names: Iterable[str],
+    out: Out,
+    skip: list[str] | None = None,
+    skip_reason: str = "",
+) -> None:
+    """Start every named task whose upstreams are done, if the instance is running.
+
+    An upstream is done when it succeeded or was SKIPPED (any final state, for a task that
+    runs after failures). A task all of whose upstreams were SKIPPED is SKIPPED too, and so
+    on downstream (DolphinScheduler's rule), iteratively: a long skipped chain costs no stack.
+    """
     if inst.state != WF_RUNNING:
         return
     tasks = inst.tasks
-    ready = []
-    for name in names:
-        if name in tasks:
-            continue
-        tdef = dv.task(name)
-        for up in tdef.upstream:
-            upstream = tasks.get(up)
-            if upstream is None or upstream.state not in TASK_OK:
-                break
-        else:
-            ready.append(tdef)
-    # Register the whole batch before starting any of it: a task that ends at once (a
-    # DEPENDENT already satisfied or failed) must not let the workflow finish while its
-    # siblings are still to start, and a kill by failure strategy END must reach them.
-    for tdef in ready:
-        ti = tasks[tdef.name] = TaskInstance(name=tdef.name, type=BY_DEFINITION[type(tdef)].name)
-        ti.inputs = upstream_pool(tasks, tdef.upstream)
-    for tdef in ready:
-        ti = tasks[tdef.name]
+    ready: list[tuple[TaskInstance, TaskDef]] = []
+    todo: Iterable[str] = names
+    if skip:
+        todo = [*names]
+        for name in skip:
+            if name not in tasks:
+                _mark_skipped(state, inst, dv, name, skip_reason, out)
+                todo.extend(dv.downstream[name])
+    # Register the whole batch (and every skip it implies) before starting any of it: a task
+    # that ends at once (a DEPENDENT already satisfied or failed) must not let the workflow
+    # finish while its siblings are still to start, and a kill by failure strategy END must
+    # reach them.
+    while True:
+        skipped: list[str] = []
+        for name in todo:
+            if name in tasks:
+                continue
+            tdef = dv.task(name)
+            n_skipped = 0
+            for up in tdef.upstream:
+                upstream = tasks.get(up)
+                if upstream is None:
+                    break
+                up_state = upstream.state
+                if up_state in TASK_OK:
+                    continue
+                if up_state == SKIPPED:
+                    n_skipped += 1
+                elif up_state not in TASK_FINAL or not BY_DEFINITION[type(tdef)].after_failure:
+                    break
+            else:
+                if n_skipped and n_skipped == len(tdef.upstream):
+                    why = f"all upstream tasks were skipped ({', '.join(tdef.upstream)})"
+                    _mark_skipped(state, inst, dv, name, why, out)
+                    skipped.append(name)
+                else:
+                    ti = tasks[name] = TaskInstance(name=name, type=BY_DEFINITION[type(tdef)].name)
+                    ti.inputs = upstream_pool(tasks, tdef.upstream)
+                    ready.append((ti, tdef))
+        if not skipped:
+            break
+        todo = [d for name in skipped for d in dv.downstream[name]]
+    for ti, tdef in ready:
         if ti.state == SUBMITTED and inst.state == WF_RUNNING:
             TYPES[ti.type].start(state, inst, ti, tdef, out)
+
+
+def _mark_skipped(state: State, inst: WorkflowInstance, dv: DefinitionVersion, name: str, why: str,
+                  out: Out) -> None:
+    ti = TaskInstance(name=name, type=BY_DEFINITION[type(dv.task(name))].name, state=SKIPPED, note=why)
+    ti.started = ti.ended = state.now
+    inst.tasks[name] = ti
+    task_changed(inst, ti, out, why)
 
 
 def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
@@ -199,7 +266,10 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
         final = WF_STOP
     else:
         dv = version(state, inst)
-        all_ok = len(inst.tasks) == len(dv.order) and all(t.state in TASK_OK for t in tasks)
+        all_ok = len(inst.tasks) == len(dv.order) and all(
+            t.state in TASK_OK or t.state == SKIPPED or (t.state == FAILURE and failure_handled(dv, t.name))
+            for t in tasks
+        )
         if all_ok:
             final = WF_SUCCESS
         elif wf == WF_READY_PAUSE:

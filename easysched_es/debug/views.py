@@ -37,6 +37,7 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
                 "pid": t.pid,
                 "kill_pending": t.kill_pending,
                 **({"outputs": t.outputs} if t.outputs else {}),
+                **({"note": t.note} if t.note else {}),
             }
             for t in inst.tasks.values()
         ],

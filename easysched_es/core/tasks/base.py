@@ -80,6 +80,9 @@ class TaskType:
     """The DolphinScheduler type name (the definition's `type` tag, `TaskInstance.type`)."""
     definition: ClassVar[type]
     """The definition struct of the type (a member of `definitions.TaskDef`)."""
+    after_failure: ClassVar[bool] = False
+    """The task starts once its upstreams are final, whatever their state (CONDITIONS): a
+    failure upstream of it is handled, so it neither ends the workflow nor fails it."""
     holds_work: ClassVar[bool] = False
     """While DISPATCH or RUNNING, something outside the fold's step still runs (a process, a
     child workflow): a pausing or stopping workflow waits for it."""
