@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from easysched_es.core.codec import unencodable
 from easysched_es.core.definitions import DefinitionError, WorkflowDefinition, validate
 
 
@@ -25,12 +26,19 @@ def load_flow(path: str | Path) -> WorkflowDefinition:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FlowFileError(f"{p}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise FlowFileError(f"{p}: the YAML is nested too deeply to read (a workflow needs a few levels)") from None
     if not isinstance(data, dict):
         raise FlowFileError(f"{p}: expected a mapping with `name` and `tasks` at the top level")
     try:
         definition = msgspec.convert(data, WorkflowDefinition)
     except msgspec.ValidationError as exc:
         raise FlowFileError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise FlowFileError(f"{p}: a value is nested too deeply (a workflow needs a few levels)") from None
+    problem = unencodable(definition)
+    if problem:
+        raise FlowFileError(f"{p}: {problem.replace('$', 'the workflow', 1)}")
     try:
         validate(definition)
     except DefinitionError as exc:

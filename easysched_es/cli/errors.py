@@ -9,6 +9,7 @@
 | `no_data_dir` | 1 | the data directory does not exist (read commands) or cannot be created |
 | `timeout` | 3 | `wait --timeout` ran out |
 | `undecided` | 4 | the command is in the log, no master decided it yet |
+| `halted` | 1 | a command raised while applied: the partition stops there until `easysched skip OFFSET` |
 | `locked` | 1 | another process holds the log or the projection |
 | `log` | 1 | the log cannot be read or written |
 | `read_only` / `query` | 1 | a query would write / failed |
@@ -27,6 +28,7 @@ from easysched_es.cli.common import CliError, Undecided
 
 def translate(exc: Exception, *, verbose: bool = False) -> CliError:
     """The CliError for `exc` (a library error, an OS error, or a bug)."""
+    from easysched_es.core.codec import UnencodableError
     from easysched_es.flows import FlowFileError
     from easysched_es.log.base import LogError, LogLockedError
     from easysched_es.runtime.embedded.client import CommandRejectedError
@@ -35,6 +37,10 @@ def translate(exc: Exception, *, verbose: bool = False) -> CliError:
         return CliError(exc.reason, kind="rejected", offset=exc.offset)
     if isinstance(exc, FlowFileError):
         return CliError(str(exc), kind="invalid_definition")
+    if isinstance(exc, UnencodableError):
+        return CliError(f"the command cannot be written to the log: {exc}", kind="rejected")
+    if type(exc).__name__ == "PartitionHalted":  # runtime.fold: a command raised, no skip yet
+        return CliError(str(exc), kind="halted")
     if type(exc).__name__ == "NoMasterError":  # runtime.kafka.client; not imported without Kafka
         return Undecided(f"accepted, not yet decided: {exc}")
     if isinstance(exc, LogLockedError):

@@ -29,9 +29,54 @@ class RecordError(msgspec.DecodeError):
     """A record cannot be decoded; the message says why (subclass of msgspec.DecodeError)."""
 
 
+class UnencodableError(ValueError):
+    """A value cannot be written to the log (an integer out of msgpack's range, a lone surrogate...)."""
+
+
+# msgpack integers: int64 and uint64.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def encode(value: object) -> bytes:
-    """Encode a command, an event batch or a snapshot as msgpack."""
-    return _encoder.encode(value)
+    """Encode a command, an event batch or a snapshot as msgpack (UnencodableError naming the field)."""
+    try:
+        return _encoder.encode(value)
+    except (OverflowError, UnicodeError, msgspec.EncodeError, TypeError, RecursionError) as exc:
+        raise UnencodableError(unencodable(value) or f"cannot be encoded: {exc}") from None
+
+
+def unencodable(value: object) -> str | None:
+    """Where in `value` something cannot be encoded, and why ("$.params['X']: ..."), or None."""
+    try:
+        root = msgspec.to_builtins(value)
+    except Exception as exc:  # the value is not data at all
+        return f"cannot be encoded: {exc}"
+    stack: list[tuple[str, Any]] = [("$", root)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not _INT_MIN <= item <= _INT_MAX:
+            return f"{path}: the integer {item} is out of range ({_INT_MIN} to {_INT_MAX})"
+        if isinstance(item, str) and not _utf8(item):
+            return f"{path}: the text {item!r} holds a lone surrogate (not valid Unicode text)"
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if isinstance(key, str) and not _utf8(key):
+                    return f"{path}: the key {key!r} holds a lone surrogate (not valid Unicode text)"
+                named = isinstance(key, str) and key.isidentifier()
+                stack.append((f"{path}.{key}" if named else f"{path}[{key!r}]", sub))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", sub) for i, sub in enumerate(item))
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _decode(decoder: msgspec.msgpack.Decoder[Any], payload: bytes, what: str) -> Any:

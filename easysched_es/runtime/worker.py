@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # trap records the exit code for adoption after a restart. A signal death leaves no file.
 WRAPPER = 'trap \'echo $? > "$EASYSCHED_RC"\' EXIT\neval "$EASYSCHED_SCRIPT"'
 KILLED_BEFORE_START = "killed"
+# The exit code reported for an attempt whose process could not be started (the shell's "not found").
+SPAWN_FAILED_RC = 127
 _RESET_SIGNALS = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None)
 
 Key = tuple[str, str, int]
@@ -144,11 +146,18 @@ class Worker:
 
     def _dispatch(self, eff: DispatchTask) -> None:
         key = (eff.instance, eff.task, eff.attempt)
-        claim, log_path = self._paths(*key)
+        try:
+            claim, log_path = self._paths(*key)
+        except Exception as exc:  # e.g. a name the file system refuses: nothing was claimed or run
+            self._spawn_failed(eff, f"could not prepare the attempt's files: {exc}")
+            return
         try:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             self._recover(key, claim, killed=False)
+            return
+        except Exception as exc:
+            self._spawn_failed(eff, f"could not claim the attempt: {exc}")
             return
         try:
             env = dict(self._base_env)
@@ -158,7 +167,6 @@ class Worker:
             env["EASYSCHED_ATTEMPT"] = str(eff.attempt)
             env["EASYSCHED_SCRIPT"] = eff.command
             env["EASYSCHED_RC"] = f"{claim}.rc"
-            env["EASYSCHED_OUTPUT"] = f"{claim}.out"
             env["EASYSCHED_ATTEMPT_KEY"] = self._marker(key)
             env["EASYSCHED_TASK_LOG"] = str(log_path)
             pid = os.posix_spawn(
@@ -173,21 +181,19 @@ class Worker:
                 setsid=True,
                 setsigdef=_RESET_SIGNALS,
             )
-            os.write(fd, json.dumps({"pid": pid, "worker": self.name}).encode())
-        except OSError as exc:
+        except Exception as exc:
+            # Any reason (OSError, a ValueError for a NUL in the environment...): the attempt
+            # failed; nothing may stay in DISPATCH. The rc file answers a restart the same way.
             os.close(fd)
-            self.report(
-                c.TaskFinished(
-                    at=wall_ms(),
-                    instance=eff.instance,
-                    task=eff.task,
-                    attempt=eff.attempt,
-                    exit_code=127,
-                    worker=self.name,
-                    detail=f"could not start the process: {exc}",
-                )
-            )
+            with contextlib.suppress(OSError):
+                Path(f"{claim}.rc").write_text(f"{SPAWN_FAILED_RC}\n")
+            self._spawn_failed(eff, f"could not start the process: {type(exc).__name__}: {exc}")
             return
+        try:
+            os.write(fd, json.dumps({"pid": pid, "worker": self.name}).encode())
+        except OSError:
+            # The process runs; a restart finds it by its attempt marker instead.
+            log.exception("could not record pid %d in %s", pid, claim)
         os.close(fd)
         self._watch(key, pid, claim, child=True, killed=False)
         self.report(
@@ -199,6 +205,15 @@ class Worker:
                 pid=pid,
                 worker=self.name,
                 log_path=str(log_path),
+            )
+        )
+
+    def _spawn_failed(self, eff: DispatchTask, detail: str) -> None:
+        log.error("attempt %s/%s/%d failed to start: %s", eff.instance, eff.task, eff.attempt, detail)
+        self.report(
+            c.TaskFinished(
+                at=wall_ms(), instance=eff.instance, task=eff.task, attempt=eff.attempt,
+                exit_code=SPAWN_FAILED_RC, worker=self.name, detail=detail,
             )
         )
 

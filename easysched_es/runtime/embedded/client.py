@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from easysched_es.core import commands as c
-from easysched_es.core.codec import encode
+from easysched_es.core.codec import UnencodableError, encode
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, Event, WorkflowDefined, WorkflowStarted
 from easysched_es.log.base import LogError, Record
@@ -59,8 +59,12 @@ class Client:
         """
         if not command.at:
             command.at = wall_ms()
+        try:
+            payload = encode(command)
+        except UnencodableError as exc:
+            raise CommandRejectedError(f"the command cannot be written to the log: {exc}", -1) from None
         with self.data.commands() as commands:
-            offset = commands.append([encode(command)])[0]
+            offset = commands.append([payload])[0]
         verdict = Verdict(offset)
         seen = False
 
