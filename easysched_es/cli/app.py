@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from easysched_es.cli import debug, kafka, queries, service, skip, workflows
+from easysched_es.cli import debug, kafka, queries, service, skip, ui, workflows
 from easysched_es.cli.common import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -31,7 +31,7 @@ from easysched_es.cli.common import (
 )
 
 # One line per subcommand module: each has `register(reg)`.
-MODULES = (workflows, queries, debug, service, kafka, skip)
+MODULES = (workflows, queries, debug, service, kafka, skip, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

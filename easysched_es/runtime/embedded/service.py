@@ -34,9 +34,13 @@ def default_slots() -> int:
 
 def run_embedded(
     data: DataDir, *, kill_grace: float = 5.0, projections: bool = True, stop: threading.Event | None = None,
-    slots: int = 0,
+    slots: int = 0, ui: Any = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
+
+    With `projections`, one HTTP server carries the query API, /metrics and (per `ui`, a
+    `web.serve.UiSettings`; default: on, 127.0.0.1:8642) the dashboard. It starts first, so a
+    busy port fails the run before anything else does.
 
     `slots` > 0 bounds the task processes of this machine (announced to the fold in a heartbeat
     of the worker group `*`, before anything new is decided); 0 sets no limit.
@@ -51,6 +55,16 @@ def run_embedded(
         def effects(effect: Event) -> None:
             worker.submit(effect)
 
+        service: Any = None
+        if projections:
+            from easysched_es.runtime.embedded.client import Client
+            from easysched_es.web.serve import UiSettings, announce, dashboard_service
+
+            settings = ui or UiSettings()
+            service = dashboard_service(data.root, data, lambda: Client(data.root), settings, logs_dir=data.logs,
+                                        log_dirs={"commands": data.root / "commands", "events": data.root / "events"})
+            service.start()
+            print(announce(service, settings), flush=True)
         master = EmbeddedMaster(data, effects)
         owed = master.recover()
         # Through the log, so the fold knows the capacity at a definite position (replays agree).
@@ -58,12 +72,6 @@ def run_embedded(
         master.commands.append([encode(beat)])
         appender.start()
         worker.start()
-        service: Any = None
-        if projections:
-            from projections.service import ProjectionService
-
-            service = ProjectionService(data.root, port=0)
-            service.start()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
