@@ -16,6 +16,7 @@ import pytest
 
 from easysched_es.cli.app import main
 from easysched_es.core import commands as c
+from easysched_es.core.definitions import Dependence, DependentTask, DependItem, WorkflowDefinition
 from easysched_es.log.embedded import EmbeddedStream
 from projections.api import connect
 from projections.client import HttpReader, find_service, read_service_file
@@ -171,7 +172,11 @@ def test_the_service_follows_the_log_as_it_grows(service: ProjectionService, dat
     reader = HttpReader(service.url)
     with EmbeddedStream(path / "commands") as commands, EmbeddedStream(path / "events") as events:
         sim.commands_stream, sim.events_stream = commands, events
-        inst = sim.submit(c.StartWorkflow(at=sim.now + 1, workflow="report")).events[0].instance  # type: ignore[union-attr]
+        # Waits on a workflow that never runs (the workload's own upstreams may already have succeeded today).
+        waits = WorkflowDefinition(name="waits", tasks=[DependentTask(
+            name="wait", dependence=Dependence(items=[DependItem(workflow="never_ran")]))])
+        sim.submit(c.DefineWorkflow(at=sim.now + 1, definition=waits))
+        inst = sim.submit(c.StartWorkflow(at=sim.now + 1, workflow="waits")).events[0].instance  # type: ignore[union-attr]
         count = f"SELECT count(*) FROM timers WHERE instance = '{inst}'"
         wait_for(lambda: reader.query(count)["rows"] == [[1]], "the new instance's DEPENDENT_CHECK timer")
         sim.submit(c.StopWorkflow(at=sim.now + 2, instance=inst))
