@@ -9,10 +9,8 @@ Heavy imports (DuckDB, Arrow) happen inside the handlers, so `easysched --help` 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -153,6 +151,8 @@ def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
         done = HttpReader(service.url, timeout=None).rebuild()  # as long as the log takes
         print(f"rebuilt: {done['records']} records in {done['seconds']:.1f} s", file=out)
         return EXIT_OK
+    import time
+
     t0 = time.monotonic()
     with LocalProjection(args.data_dir, wait=5.0) as local:
         records = local.projector.rebuild(progress=True)
@@ -167,6 +167,8 @@ def _print_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: st
     if fmt == "json":
         _dump_json([dict(zip(_unique(columns), row, strict=True)) for row in rows], out)
     elif fmt == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[_csv_cell(v) for v in row] for row in rows])

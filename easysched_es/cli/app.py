@@ -30,6 +30,12 @@ from easysched_es.cli.common import (
     wants_json,
 )
 
+# argparse translates each of its messages through gettext, which looks for locale catalogues
+# on disk every time (about 90 lookups to build this parser: a third of `easysched status`'s
+# own time). The CLI speaks English only, so its messages go through untranslated.
+argparse._ = str  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+
 # One line per subcommand module: each has `register(reg)`.
 MODULES = (workflows, queries, debug, service, kafka, skip, ui)
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easysched_es.cli.common import Registrar, UsageError, kafka_bootstrap
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import threading
+
+# logging, signal and threading are imported by the handlers: building the parser stays cheap.
 
 DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
 
@@ -39,6 +39,10 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _stop_on_signals() -> threading.Event:
+    import signal
+    import threading
+
+    _quiet_kafka_logs()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -121,10 +125,15 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(reg: Registrar) -> None:
-    """Add the Kafka subcommands to the `easysched` parser."""
+def _quiet_kafka_logs() -> None:
+    import logging
+
     # kafka-python logs every connection at INFO: keep its warnings only.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def register(reg: Registrar) -> None:
+    """Add the Kafka subcommands to the `easysched` parser."""
     text = "run a master: folds the partitions the consumer group gives it, stands by otherwise (Kafka)"
     p = reg.add("master", cmd_master, text)
     p.add_argument("--name", help="this master's name in logs (default host:pid)")

@@ -31,9 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from crc32c import crc32c
-
 from easysched_es.log.base import LogError, LogLockedError, Record
+from easysched_es.log.crc import crc32c
 
 __all__ = ["DirectoryLock", "EmbeddedStream"]
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
-from tqdm import tqdm
 
 from easysched_es.core.codec import decode_command, decode_snapshot, encode
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
 from easysched_es.core.step import CommandFailed, Skip, reject_record, skip_target, step_record
 from easysched_es.log.base import LogError, Record, Stream
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 # Logs shorter than this fold in well under a second: no bar.
 PROGRESS_MIN_BYTES = 16 << 20
@@ -177,6 +179,8 @@ def _progress_bar(stream: Stream, start: int, partition: int) -> tqdm[Any] | Non
     total = stream.end(partition) - start
     if total < PROGRESS_MIN_BYTES:
         return None
+    from tqdm import tqdm  # here, not at the top: a CLI call on a small log never pays its import
+
     # disable=None: shown only when stderr is a terminal, never in pipes or logs.
     return tqdm(total=total, unit="B", unit_scale=True, desc="folding the log", disable=None, leave=False)
 

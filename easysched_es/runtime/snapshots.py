@@ -17,11 +17,11 @@ import os
 import struct
 from pathlib import Path
 
-import crc32c
 import msgspec
 
 from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.state import State
+from easysched_es.log.crc import crc32c
 from easysched_es.runtime.gc_pause import gc_paused
 from easysched_es.runtime.snapshot_index import Policy, SnapshotMeta, nearest, thin
 
@@ -77,7 +77,7 @@ class SnapshotStore:
             instances=len(state.instances),
         )
         _write_atomic(path.with_suffix(".meta"), msgspec.json.encode(meta))
-        _write_atomic(path, _HEADER.pack(len(payload), crc32c.crc32c(payload)) + payload)
+        _write_atomic(path, _HEADER.pack(len(payload), crc32c(payload)) + payload)
         self.prune()
         return path
 
@@ -115,7 +115,7 @@ class SnapshotStore:
         except (OSError, struct.error) as exc:
             raise SnapshotError(f"snapshot {path} is unreadable: {exc}") from exc
         payload = data[_HEADER.size : _HEADER.size + length]
-        if len(payload) != length or crc32c.crc32c(payload) != crc:
+        if len(payload) != length or crc32c(payload) != crc:
             raise SnapshotError(f"snapshot {path}: CRC mismatch or short file")
         return payload
 
