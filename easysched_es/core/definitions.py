@@ -155,7 +155,7 @@ class SubWorkflowTask(_TaskBase, tag="SUB_WORKFLOW", kw_only=True):
     sub_workflow: SubWorkflowSpec
 
 
-TaskDef = ShellTask | DependentTask | ConditionsTask | SwitchTask
+TaskDef = ShellTask | DependentTask | ConditionsTask | SwitchTask | SubWorkflowTask
 
 WORKER_TASK_TYPES = frozenset({"SHELL"})
 

@@ -67,7 +67,7 @@ class SkipRecorded(_Event, tag="skip_recorded"):
 
 
 class WorkflowStarted(_Event, tag="workflow_started"):
-    """A new workflow instance exists."""
+    """A new workflow instance exists (`parent`/`parent_task`: the SUB_WORKFLOW task that started it)."""
 
     instance: str
     workflow: str
@@ -77,6 +77,8 @@ class WorkflowStarted(_Event, tag="workflow_started"):
     params: dict[str, str] = {}
     command_type: str = ""  # "" = START_PROCESS; SCHEDULER for a schedule's fire
     zone: str = ""  # the zone its time parameters use ("" = UTC)
+    parent: str = ""
+    parent_task: str = ""
 
 
 class WorkflowStateChanged(_Event, tag="workflow_state"):

@@ -91,6 +91,8 @@ class TaskInstance(msgspec.Struct, omit_defaults=True):
     inputs: dict[str, str] = {}
     # Why a logic task ended as it did (the branch chosen, why a task was skipped).
     note: str = ""
+    # SUB_WORKFLOW: the id of the child instance it started.
+    child: str = ""
 
 
 class WorkflowInstance(msgspec.Struct, omit_defaults=True):
@@ -110,6 +112,9 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # The IANA zone its time parameters are computed in ("" = UTC): its schedule's zone.
     zone: str = ""
     command_type: str = ""  # "" = START_PROCESS; SCHEDULER when a schedule started it
+    # A child instance started by a SUB_WORKFLOW task: the parent instance and that task.
+    parent: str = ""
+    parent_task: str = ""
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -38,7 +38,7 @@ from easysched_es.core.state import (
 )
 from easysched_es.core.tasks import registry as _registry  # noqa: F401  (registers the task types)
 from easysched_es.core.tasks import shell
-from easysched_es.core.tasks.base import TYPES, Out, version
+from easysched_es.core.tasks.base import TYPES, Out, type_of, version
 
 # Times are epoch milliseconds up to 9999-12-31T23:59:59.999Z: a command stamped later (or
 # before 1970) is rejected, so that date maths and timer arithmetic cannot fail in the fold.
@@ -178,6 +178,10 @@ def _define(state: State, cmd: c.DefineWorkflow, offset: int, out: Out) -> None:
         validate(cmd.definition)
     except DefinitionError as exc:
         raise _Rejected(str(exc)) from None
+    for tdef in cmd.definition.tasks:
+        problem = type_of(tdef).check_define(state, cmd.definition, tdef)
+        if problem:
+            raise _Rejected(f"workflow {cmd.definition.name!r}, task {tdef.name!r}: {problem}")
     name = cmd.definition.name
     entry = state.workflows.get(name)
     if entry is None:

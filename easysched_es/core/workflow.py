@@ -81,8 +81,12 @@ FINISHED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 """Hooks called when an instance reaches a final state (schedules register one)."""
 
 
+PAUSED: list[Callable[[State, WorkflowInstance, Out], None]] = []
+"""Hooks called when an instance completes a pause (SUB_WORKFLOW registers one)."""
+
+
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
-                   zone: str, command_type: str, out: Out) -> WorkflowInstance:
+                   zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", "")) -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
 
     `params` override the definition's; `${...}`/`$[...]` in them are resolved at the base
@@ -105,6 +109,8 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
         tasks={},
         zone=zone,
         command_type=command_type,
+        parent=parent[0],
+        parent_task=parent[1],
     )
     inst.env = instance_env(inst)
     state.instances[inst.id] = inst
@@ -119,6 +125,8 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
             params=merged,
             command_type=command_type,
             zone=zone,
+            parent=parent[0],
+            parent_task=parent[1],
         )
     )
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
@@ -275,6 +283,8 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
         elif wf == WF_READY_PAUSE:
             inst.state = WF_PAUSE
             out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_PAUSE))
+            for hook in PAUSED:
+                hook(state, inst, out)
             return
         else:
             final = WF_FAILURE

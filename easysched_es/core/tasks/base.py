@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from easysched_es.core import events as e
-from easysched_es.core.definitions import TaskDef
+from easysched_es.core.definitions import TaskDef, WorkflowDefinition
 from easysched_es.core.state import PAUSE, DefinitionVersion, State, TaskInstance, WorkflowInstance
 
 Out = list[e.Event]
@@ -117,6 +117,10 @@ class TaskType:
     def resume(self, state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: Any, out: Out) -> None:
         """The workflow resumes and the task is PAUSE."""
         raise NotImplementedError
+
+    def check_define(self, state: State, definition: WorkflowDefinition, tdef: Any) -> str:
+        """At define, what makes the task impossible given the state (other workflows), or ""."""
+        return ""
 
     def pending_effects(self, state: State, inst: WorkflowInstance, ti: TaskInstance) -> list[e.Event]:
         """The effects the runtime must (re)apply for the task after a restart."""
