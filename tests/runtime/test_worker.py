@@ -103,7 +103,8 @@ def test_a_script_ignoring_sigterm_gets_sigkill_after_the_grace(worker: Worker, 
     finished = reports.next(c.TaskFinished, timeout=15)
     assert isinstance(finished, c.TaskFinished) and finished.killed
     assert finished.exit_code == -signal.SIGKILL
-    assert group_members(started.pid) == []
+    # SIGKILL went to the whole group; on a loaded machine a straggler may take a moment to die.
+    wait_until("the group gone", lambda: group_members(started.pid) == [], timeout=10)
 
 
 def test_a_kill_before_the_dispatch_means_it_never_runs(worker: Worker, reports: Reports, tmp_path: Path) -> None:
