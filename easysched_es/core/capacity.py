@@ -22,7 +22,11 @@ DISPATCH or RUNNING, or killed with its kill not yet confirmed.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
+from typing import Any
 
+from easysched_es.core import commands as c
+from easysched_es.core import events as e
 from easysched_es.core.definitions import PRIORITIES, ShellTask
 from easysched_es.core.slots import ALL_GROUPS, Item, TaskKey, WaitEntry
 from easysched_es.core.state import (
@@ -31,6 +35,7 @@ from easysched_es.core.state import (
     SUBMITTED,
     WF_FINAL,
     WF_RUNNING,
+    WF_SERIAL_WAIT,
     State,
     TaskInstance,
     WorkflowInstance,
@@ -41,6 +46,11 @@ WAITING = "waiting for a slot"
 MAX_SLOTS = 100_000
 UNLIMITED = -1
 """Heartbeat slots meaning "this worker sets no limit": its announcement is withdrawn."""
+MAX_POOL_NAME = 200
+
+
+class CapacityError(ValueError):
+    """A capacity command that cannot apply; the message says why."""
 _RANK = {p: i for i, p in enumerate(PRIORITIES)}
 
 
@@ -133,6 +143,8 @@ def blocked(state: State, needs: tuple[str, ...], queued_ahead: bool = False) ->
         most = limit(state, r)
         if most is None:
             continue
+        if r[0] == "p" and r[2:] not in cap.pools:
+            return f"{WAITING}: pool {r[2:]} has no slots (easysched pool set {r[2:]} --slots N)"
         busy = used(state, r)
         ahead = cap.waiters.get(r, 0) if queued_ahead else 0
         if busy >= most or ahead:
@@ -174,6 +186,8 @@ def forget(state: State, inst: WorkflowInstance, ti: TaskInstance) -> None:
 def drain(state: State, out: Out) -> None:
     """Dispatch waiting tasks, best first, while their resources have free slots."""
     cap = state.capacity
+    if cap.serial:
+        _release_instances(state, out)
     if not cap.waiting_count():
         return
     # Imported here: shell.py imports this module for `admit`.
@@ -210,9 +224,106 @@ def announce(state: State, worker: str, group: str, slots: int | None) -> str:
         return f"slots={slots} is out of range (0 to {MAX_SLOTS}, or {UNLIMITED} for no limit)"
     if not group:
         return "a worker group name must not be empty"
-    if slots == UNLIMITED:
-        state.capacity.withdraw(worker)
-    else:
-        state.capacity.announce(worker, group, slots)
+    cap = state.capacity
+    changed = cap.withdraw(worker) if slots == UNLIMITED else cap.announce(worker, group, slots)
+    if changed:
+        cap.requeue(lambda w: list(_resources_of(state, w.instance, w.task)))
     return ""
 
+
+def _resources_of(state: State, instance: str, task: str) -> tuple[str, ...]:
+    inst = state.instances[instance]
+    tdef = version(state, inst).task(task)
+    assert isinstance(tdef, ShellTask)
+    return resources(state, inst, tdef)
+
+
+
+# ---- max_active_instances ---------------------------------------------------------------
+
+
+def active_instances(state: State, workflow: str) -> int:
+    """How many instances of `workflow` are started and not final (SERIAL_WAIT ones excluded)."""
+    cap = state.capacity
+    if cap.active is None:
+        cap.active = {}
+    ids = cap.active.get(workflow)
+    if ids is None:
+        ids = cap.active[workflow] = [i.id for i in state.instances.values() if i.workflow == workflow]
+    ids[:] = [i for i in ids if (inst := state.instances.get(i)) is not None
+              and inst.state not in WF_FINAL and inst.state != WF_SERIAL_WAIT]
+    return len(ids)
+
+
+def hold_instance(state: State, inst: WorkflowInstance, out: Out) -> bool:
+    """A new instance whose workflow has `max_active_instances` running waits (SERIAL_WAIT); True if held.
+
+    Called once the instance is registered, before its first task is submitted. Waiting
+    (DolphinScheduler's serial wait, Airflow's queued runs) rather than rejecting: a start is
+    never lost, and a stop of a waiting instance ends it at once.
+    """
+    most = version(state, inst).definition.max_active_instances
+    cap = state.capacity
+    if most <= 0 and not (cap.active and inst.workflow in cap.active):
+        return False
+    busy = active_instances(state, inst.workflow)
+    assert cap.active is not None  # active_instances built it
+    ids = cap.active[inst.workflow]
+    if inst.id in ids:
+        busy -= 1  # counted by a rebuild: the new instance is registered as running
+    else:
+        ids.append(inst.id)
+    if most <= 0 or (busy < most and not cap.serial.get(inst.workflow)):
+        return False
+    ids.remove(inst.id)
+    inst.state = WF_SERIAL_WAIT
+    cap.serial.setdefault(inst.workflow, []).append(inst.id)
+    queued = len(cap.serial[inst.workflow])
+    why = f"waiting: max_active_instances {most} of workflow {inst.workflow} reached ({busy} active, {queued} queued)"
+    out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_SERIAL_WAIT, reason=why))
+    return True
+
+
+def _release_instances(state: State, out: Out) -> None:
+    # Imported here: workflow.py imports this module for `hold_instance`.
+    from easysched_es.core.workflow import submit
+
+    cap = state.capacity
+    for workflow in list(cap.serial):
+        ids = cap.serial[workflow]
+        ids[:] = [i for i in ids if state.instances[i].state == WF_SERIAL_WAIT]  # stopped ones are gone
+        most = state.workflows[workflow].latest.definition.max_active_instances
+        while ids and (most <= 0 or active_instances(state, workflow) < most):
+            inst = state.instances[ids.pop(0)]
+            inst.state = WF_RUNNING
+            assert cap.active is not None
+            cap.active[workflow].append(inst.id)
+            out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING,
+                                              reason="max_active_instances: an active instance ended"))
+            dv = version(state, inst)
+            submit(state, inst, dv, dv.roots, out)
+        if not ids:
+            del cap.serial[workflow]
+
+
+# ---- pools -------------------------------------------------------------------------------
+
+
+def _set_pool(state: State, cmd: c.SetPool, offset: int, out: Out) -> None:
+    name = cmd.pool
+    if not name.strip() or len(name) > MAX_POOL_NAME:
+        raise CapacityError(f"pool name must be 1 to {MAX_POOL_NAME} characters, not blank")
+    if not UNLIMITED <= cmd.slots <= MAX_SLOTS:
+        raise CapacityError(f"slots={cmd.slots} is out of range (0 to {MAX_SLOTS}, or {UNLIMITED} to delete)")
+    pools = state.capacity.pools
+    if cmd.slots == UNLIMITED:
+        if name not in pools:
+            raise CapacityError(f"unknown pool {name!r}: nothing to delete")
+        del pools[name]
+    else:
+        pools[name] = cmd.slots
+    out.append(e.PoolSet(pool=name, slots=cmd.slots))
+
+
+HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {c.SetPool: _set_pool}
+"""The capacity commands' handlers (merged into step.py's table)."""

@@ -218,6 +218,16 @@ class TriggerSchedule(_Command, tag="schedule_trigger"):
     workflow: str
 
 
+class SetPool(_Command, tag="pool_set"):
+    """Create a named pool or change its slot count (Airflow pools): tasks naming it share them.
+
+    `slots` -1 deletes the pool; tasks that name a pool that has no slots wait, visibly.
+    """
+
+    pool: str
+    slots: int
+
+
 Command = (
     DefineWorkflow
     | SetReleaseState
@@ -239,6 +249,7 @@ Command = (
     | SetScheduleState
     | DeleteSchedule
     | TriggerSchedule
+    | SetPool
 )
 
 REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

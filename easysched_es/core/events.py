@@ -230,6 +230,13 @@ class ScheduleFired(_Event, tag="schedule_fired"):
     count: int = 1
 
 
+class PoolSet(_Event, tag="pool_set"):
+    """A pool got `slots` (-1: the pool was deleted)."""
+
+    pool: str
+    slots: int
+
+
 # ---- effects (the runtime acts on these; idempotent by instance, task, attempt) ---------
 
 
@@ -294,6 +301,7 @@ Event = (
     | ScheduleSet
     | ScheduleStateChanged
     | ScheduleFired
+    | PoolSet
 )
 
 EFFECT_TYPES = (DispatchTask, KillTaskProcess)

@@ -12,6 +12,7 @@ of live entries, so a kill takes a task out in O(1) and the snapshot holds only 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 import msgspec
 
@@ -48,6 +49,13 @@ class CapacityData(msgspec.Struct, omit_defaults=True):
     pools: dict[str, int] = {}
     waiting: list[WaitEntry] = []
     seq: int = 0
+    # workflow -> instances in SERIAL_WAIT (max_active_instances), oldest first.
+    serial: dict[str, list[str]] = {}
+
+
+def share(slots: int, partitions: int, partition: int) -> int:
+    """One partition's share of `slots` split between `partitions` independent shards (Kafka)."""
+    return slots // partitions + (partition < slots % partitions)
 
 
 def _order(w: WaitEntry) -> tuple[int, int, int]:
@@ -57,7 +65,7 @@ def _order(w: WaitEntry) -> tuple[int, int, int]:
 class Capacity:
     """Slots announced, pools, the wait queue, and a cache of who holds which slots."""
 
-    __slots__ = ("_waiting", "holders", "pools", "queues", "seq", "waiters", "workers")
+    __slots__ = ("_waiting", "active", "holders", "pools", "queues", "seq", "serial", "waiters", "workers")
 
     def __init__(self) -> None:
         self.workers: dict[str, WorkerSlots] = {}
@@ -71,19 +79,24 @@ class Capacity:
         # snapshotted); None means "rebuild from the instances" (after a restore, or when the
         # set of announced groups changed and tasks resolve to other groups).
         self.holders: dict[str, dict[TaskKey, int]] | None = None
+        self.serial: dict[str, list[str]] = {}
+        # workflow -> ids of its instances that may be active (a cache pruned when counted;
+        # None = rebuild from the instances, after a restore).
+        self.active: dict[str, list[str]] | None = None
 
     def data(self) -> CapacityData | None:
         """The snapshot form; None when there is nothing to keep, so old states encode as before."""
-        if not (self.workers or self.pools or self._waiting or self.seq):
+        if not (self.workers or self.pools or self._waiting or self.seq or self.serial):
             return None
-        return CapacityData(workers=self.workers, pools=self.pools, waiting=self.waiting(), seq=self.seq)
+        return CapacityData(workers=self.workers, pools=self.pools, waiting=self.waiting(), seq=self.seq,
+                            serial=self.serial)
 
     @classmethod
     def restore(cls, data: CapacityData | None) -> Capacity:
         """Rebuild from a snapshot's capacity part."""
         cap = cls()
         if data is not None:
-            cap.workers, cap.pools, cap.seq = data.workers, data.pools, data.seq
+            cap.workers, cap.pools, cap.seq, cap.serial = data.workers, data.pools, data.seq, data.serial
             for w in data.waiting:
                 cap.push(w)
         return cap
@@ -104,17 +117,31 @@ class Capacity:
         """The groups some worker announced slots for."""
         return {w.group for w in self.workers.values()}
 
-    def announce(self, worker: str, group: str, slots: int) -> None:
-        """A worker's heartbeat announced its group and slots."""
+    def announce(self, worker: str, group: str, slots: int) -> bool:
+        """A worker's heartbeat announced its group and slots; True if the set of groups changed."""
         before = self.groups()
         self.workers[worker] = WorkerSlots(group, slots)
-        if self.groups() != before:
-            self.holders = None
+        return self._changed(before)
 
-    def withdraw(self, worker: str) -> None:
-        """A worker that sets no limit any more (`easysched run --slots 0`)."""
-        if self.workers.pop(worker, None) is not None:
-            self.holders = None
+    def withdraw(self, worker: str) -> bool:
+        """A worker that sets no limit any more (`easysched run --slots 0`); True if the groups changed."""
+        before = self.groups()
+        self.workers.pop(worker, None)
+        return self._changed(before)
+
+    def _changed(self, before: set[str]) -> bool:
+        if self.groups() == before:
+            return False
+        self.holders = None  # tasks resolve to other groups now: recount from the task states
+        return True
+
+    def requeue(self, resolve: Callable[[WaitEntry], list[str]]) -> None:
+        """Give every waiting task its resources anew (same priority and place in the queue)."""
+        entries = self.waiting()
+        self._waiting, self.queues, self.waiters = {}, {}, {}
+        for w in entries:
+            w.resources = resolve(w)
+            self.push(w)
 
     def worker_lost(self, worker: str) -> None:
         """A worker declared lost offers no slots until it announces again."""

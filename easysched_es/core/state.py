@@ -24,6 +24,8 @@ WF_STOP = "STOP"
 WF_FAILURE = "FAILURE"
 WF_SUCCESS = "SUCCESS"
 WF_FINAL = frozenset({WF_STOP, WF_FAILURE, WF_SUCCESS})
+# Started while its workflow had max_active_instances running: it waits for one to end.
+WF_SERIAL_WAIT = "SERIAL_WAIT"
 
 # Task instance states.
 SUBMITTED = "SUBMITTED_SUCCESS"

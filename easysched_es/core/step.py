@@ -91,7 +91,7 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
-    except schedules.ScheduleError as r:
+    except (schedules.ScheduleError, capacity.CapacityError) as r:
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=str(r))]
     return state, out
 
@@ -343,6 +343,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.UpstreamFinished: _upstream_finished,
     c.SkipCommand: _skip,
     **schedules.HANDLERS,
+    **capacity.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from easysched_es.core import capacity, time_params
 from easysched_es.core import events as e
-from easysched_es.core import time_params
 from easysched_es.core.definitions import TaskDef
 from easysched_es.core.state import (
     DISPATCH,
@@ -129,6 +129,8 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
             parent_task=parent[1],
         )
     )
+    if capacity.hold_instance(state, inst, out):
+        return inst
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
     submit(state, inst, dv, dv.roots, out)
     return inst

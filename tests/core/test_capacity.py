@@ -156,3 +156,48 @@ def test_snapshot_restore_continues_identically() -> None:
     _, b = step(restored, cmd, m.offset + 1)
     assert encode(a) == encode(b) and dispatched(a) == ["t2"]
     assert encode(restored.snapshot()) == encode(m.state.snapshot())
+
+
+def test_pools_are_shared_across_workflows_and_wait_visibly_until_set() -> None:
+    m = Master()
+    m.define(wf("a", shell("x", pool="db"), shell("y", pool="db")))
+    m.define(wf("b", shell("z", pool="db")))
+    ia = m.start("a")
+    ib = m.start("b")
+    assert not of(m.log, e.DispatchTask)
+    reasons = {ev.task: ev.reason for ev in of(m.log, e.TaskStateChanged, state=SUBMITTED) if ev.reason}
+    assert reasons["z"] == "waiting for a slot: pool db has no slots (easysched pool set db --slots N)"
+    events = m.send(c.SetPool(pool="db", slots=2))
+    assert of(events, e.PoolSet) and dispatched(events) == ["x", "y"]
+    assert dispatched(m.run_ok(ia, "x")) == ["z"]
+    assert m.task(ib, "z").state == DISPATCH
+    (rej,) = m.send(c.SetPool(pool="nope", slots=-1))
+    assert isinstance(rej, e.CommandRejected) and "unknown pool" in rej.reason
+
+
+def test_max_parallel_tasks_bounds_one_instance_only() -> None:
+    m = Master()
+    m.define(fan("f", 4, max_parallel_tasks=2))  # type: ignore[arg-type]
+    i1 = m.start("f")
+    i2 = m.start("f")
+    assert sorted((d.instance, d.task) for d in of(m.log, e.DispatchTask)) == sorted(
+        [(i1, "t0"), (i1, "t1"), (i2, "t0"), (i2, "t1")]
+    )
+    assert dispatched(m.run_ok(i2, "t1")) == ["t2"]
+
+
+def test_max_active_instances_queues_further_starts_in_serial_wait() -> None:
+    m = Master()
+    m.define(wf("one", shell("s"), max_active_instances=1))
+    first = m.start("one")
+    second = m.start("one")
+    third = m.start("one")
+    assert m.wf_state(second) == "SERIAL_WAIT" and not m.state.instances[second].tasks
+    (held,) = of(m.log, e.WorkflowStateChanged, instance=second, state="SERIAL_WAIT")
+    assert "max_active_instances 1 of workflow one reached (1 active, 1 queued)" in held.reason
+    # A stop of a waiting instance ends it at once; the next in line keeps its place.
+    m.send(c.StopWorkflow(instance=second))
+    assert m.wf_state(second) == "STOP"
+    events = m.run_ok(first, "s")
+    assert of(events, e.WorkflowStateChanged, instance=third, state="RUNNING_EXECUTION")
+    assert [(d.instance, d.task) for d in of(events, e.DispatchTask)] == [(third, "s")]

@@ -1,7 +1,8 @@
 """Slots are never exceeded and never left idle, across random sequences.
 
 A hypothesis state machine drives the fold with fan-out workflows in two worker groups (one
-through a `*` worker), heartbeats that change capacity, workers lost by heartbeat timeout,
+through a `*` worker), a pool and `max_parallel_tasks`/`max_active_instances`, heartbeats and
+pool changes that change capacity, workers lost by heartbeat timeout,
 worker reports, kills, stops, pauses and resumes. After every step, recounting from the task
 states alone:
 - a resource a dispatch of this step needed is within its limit (for a tick, the limit before
@@ -24,7 +25,7 @@ from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.definitions import ShellTask
-from easysched_es.core.state import DISPATCH, RUNNING, SUBMITTED, WF_FINAL, WF_RUNNING, State
+from easysched_es.core.state import DISPATCH, RUNNING, SUBMITTED, WF_FINAL, WF_RUNNING, WF_SERIAL_WAIT, State
 from easysched_es.core.step import step_record
 from easysched_es.core.tasks.base import version
 from tests.core.helpers import T0, shell, wf
@@ -40,6 +41,12 @@ DEFINITIONS = [
         priority="HIGH",
     ),
     wf("chain", shell("a", retry_times=2), shell("b", upstream=["a"]), failure_strategy="END"),
+    wf(
+        "pooled",
+        *[shell(f"p{i}", pool="db" if i % 2 else None, priority="LOW" if i == 3 else "MEDIUM") for i in range(4)],
+        max_parallel_tasks=2,
+        max_active_instances=2,
+    ),
 ]
 WORKERS = {"w_gpu": "gpu", "w_gpu2": "gpu", "w_all": "*"}
 
@@ -59,7 +66,7 @@ def recount(state: State) -> dict[str, int]:
 
 
 def limits(state: State, counts: dict[str, int]) -> dict[str, int | None]:
-    return {r: capacity.limit(state, r) for r in set(counts) | {"g:gpu", "g:*"}}
+    return {r: capacity.limit(state, r) for r in set(counts) | {"g:gpu", "g:*", "p:db"}}
 
 
 class SlotMachine(RuleBasedStateMachine):
@@ -109,6 +116,10 @@ class SlotMachine(RuleBasedStateMachine):
     def heartbeat(self, worker: str, slots: int, watched: bool) -> None:
         self.send(c.Heartbeat(worker=worker, group=WORKERS[worker], slots=slots, timeout_ms=5_000 if watched else 0))
 
+    @rule(slots=st.integers(-1, 2))
+    def set_pool(self, slots: int) -> None:
+        self.send(c.SetPool(pool="db", slots=slots))
+
     @rule(delta=st.sampled_from([0, 1_000, 3_000, 6_000]))
     def tick(self, delta: int) -> None:
         self.now += delta
@@ -146,6 +157,14 @@ class SlotMachine(RuleBasedStateMachine):
             return
         cls = {"stop": c.StopWorkflow, "pause": c.PauseWorkflow, "resume": c.ResumeWorkflow}[action]
         self.send(cls(instance=inst))
+
+    @invariant()
+    def max_active_instances_hold(self) -> None:
+        states = [i.state for i in self.state.instances.values() if i.workflow == "pooled"]
+        active = sum(s not in WF_FINAL and s != WF_SERIAL_WAIT for s in states)
+        assert active <= 2 or WF_SERIAL_WAIT not in states, states
+        assert active >= 2 or WF_SERIAL_WAIT not in states, ("an instance waits with a free place", states)
+        assert capacity.active_instances(self.state, "pooled") == active
 
     @invariant()
     def waiting_is_exact_and_work_conserving(self) -> None:

@@ -103,6 +103,10 @@ class Client:
             raise CommandRejectedError("a skip needs a reason: it stays in the log for the record", -1)
         return self.submit(c.SkipCommand(offset=offset, reason=reason))
 
+    def set_pool(self, pool: str, slots: int) -> list[Verdict]:
+        """Set a pool's slot count (-1 deletes it); tasks naming the pool share its slots."""
+        return [self.submit(c.SetPool(pool=pool, slots=slots))]
+
     def stop(self, instance: str) -> Verdict:
         """Stop an instance: every active task is killed."""
         return self.submit(c.StopWorkflow(instance=instance))

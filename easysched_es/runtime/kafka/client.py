@@ -25,6 +25,7 @@ from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowStarted
+from easysched_es.core.slots import share
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
 from easysched_es.runtime.clock import wall_ms
@@ -118,6 +119,12 @@ class KafkaClient:
         verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time),
                               partition)
         return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+
+    def set_pool(self, pool: str, slots: int) -> list[Verdict]:
+        """Set a pool's slots in every partition, split between them (-1 deletes the pool)."""
+        n = self.commands.partitions
+        return [self.submit(c.SetPool(pool=pool, slots=slots if slots < 0 else share(slots, n, p)), p)
+                for p in range(n)]
 
     def stop(self, instance: str) -> Verdict:
         """Stop an instance: every active task is killed."""

@@ -51,6 +51,7 @@ from kafka import errors as kerr
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.events import AttemptClaimed, DispatchTask, Event, KillTaskProcess, TaskStateChanged
+from easysched_es.core.slots import share
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.kafka.client import instance_partition
@@ -135,8 +136,8 @@ class KafkaWorker:
         """
         timeout_ms = round(self.heartbeat_timeout * 1000)
         for p in range(self.partitions):
-            share = None if self.slots <= 0 else self.slots // self.partitions + (p < self.slots % self.partitions)
-            hb = c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=timeout_ms, slots=share, group=self.group)
+            slots = None if self.slots <= 0 else share(self.slots, self.partitions, p)
+            hb = c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=timeout_ms, slots=slots, group=self.group)
             self.producer.send(self.commands_topic, value=encode(hb), partition=p)
 
     def _mine(self, effect: KillTaskProcess) -> bool:

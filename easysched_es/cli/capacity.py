@@ -1,0 +1,45 @@
+"""`easysched pool set|delete|list`: named pools of slots shared across workflows (Airflow pools)."""
+
+from __future__ import annotations
+
+import argparse
+
+from easysched_es.cli.common import EXIT_OK, Registrar, UsageError, client, print_json, source
+from easysched_es.debug.waits import pools_view
+from easysched_es.runtime.fold import load_states
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        view = pools_view(load_states(source(args)))
+        if args.json:
+            print_json(view)
+        else:
+            for row in view:
+                print(f"{row['name']:<32} {row['busy']:>5} of {row['slots']:<5} busy, {row['waiting']} waiting")
+            if not view:
+                print("no pools and no announced worker slots (nothing is limited)")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"pool {args.action} needs a NAME")
+    if args.action == "set":
+        if args.slots is None or args.slots < 0:
+            raise UsageError("pool set needs --slots N (N >= 0)")
+        slots = args.slots
+    else:
+        slots = -1
+    verdicts = client(args).set_pool(args.name, slots)
+    if args.json:
+        print_json({"pool": args.name, "slots": slots, "offsets": [v.offset for v in verdicts], "accepted": True})
+    else:
+        done = "deleted" if slots < 0 else f"set to {slots} slots"
+        print(f"pool {args.name} {done} (offset {', '.join(str(v.offset) for v in verdicts)})")
+    return EXIT_OK
+
+
+def register(reg: Registrar) -> None:
+    """Add `pool`."""
+    p = reg.add("pool", cmd_pool, "named pools of task slots shared across workflows: set, delete, list", reg.as_json)
+    p.add_argument("action", choices=["set", "delete", "list"], help="set a pool's slots, delete it, or list pools")
+    p.add_argument("name", nargs="?", help="the pool's name (for set and delete)")
+    p.add_argument("--slots", type=int, help="how many tasks of the pool run at a time (for set)")
