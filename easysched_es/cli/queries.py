@@ -30,6 +30,7 @@ def unknown_instance(instance: str, why: str | None = None) -> NotFoundError:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from easysched_es.debug.views import status_view
+    from easysched_es.debug.waits import annotate_status
     from easysched_es.runtime.fold import load_state, load_states
     from easysched_es.runtime.gc_pause import gc_paused
 
@@ -39,12 +40,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = None
     with gc_paused():
         if args.instance is None:
-            view = status_view(load_states(src, progress=True), **filters)
+            states = load_states(src, progress=True)
+            view = annotate_status(status_view(states, **filters), states)
         else:
             partition = partition_of(args.instance)
             known = partition is not None and partition < src.partitions
             state = load_state(src, partition=partition, progress=True) if known else None
             view = status_view(state, args.instance, **filters) if state is not None else []
+            view = annotate_status(view, state) if state is not None else view
     if args.instance and not view:
         shown = "no such instance" if state is None or args.instance not in state.instances else "filtered out"
         raise unknown_instance(args.instance, shown)
@@ -52,9 +55,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print_json(view[0] if args.instance else view)
         return EXIT_OK
     for inst in view:
-        print(f"{inst['instance']:<12} {inst['workflow']:<24} {inst['state']}")
+        waits = f" ({inst['waiting_for']})" if "waiting_for" in inst else ""
+        print(f"{inst['instance']:<12} {inst['workflow']:<24} {inst['state']}{waits}")
         for t in inst["tasks"]:
             pending = " (process not yet confirmed gone)" if t["kill_pending"] else ""
+            pending += f" ({t['waiting_for']})" if "waiting_for" in t else ""
             print(f"    {t['name']:<24} {t['type']:<10} {t['state']:<20} attempt {t['attempt']}{pending}")
     if not view:
         print("no instances")
@@ -63,16 +68,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_timers(args: argparse.Namespace) -> int:
     from easysched_es.debug.views import timers_view
+    from easysched_es.debug.waits import waits_view
     from easysched_es.runtime.fold import load_states
 
-    view = timers_view(load_states(source(args), progress=True))
+    states = load_states(source(args), progress=True)
+    view = timers_view(states)
+    waits = waits_view(states)
     if args.json:
-        print_json(view)
+        # Waits have no due time: they end when capacity frees (kind SLOT_WAIT or SERIAL_WAIT).
+        print_json(view + [{"instance": w["instance"], "task": w["task"], "kind": w["kind"], "due": None,
+                            "due_ms": None, "waiting_for": w["waiting_for"]} for w in waits])
     else:
         for t in view:
             print(f"{t['due']}  {t['kind']:<16} {t['instance']:<12} {t['task']}")
         if not view:
             print("the delay queue is empty")
+        for w in waits:
+            print(f"{'(when capacity frees)':<24}  {w['kind']:<16} {w['instance']:<12} {w['task'] or ''}  "
+                  f"{w['waiting_for']}")
     return EXIT_OK
 
 

@@ -21,7 +21,7 @@ def waits_view(states: State | Iterable[State]) -> list[dict[str, Any]]:
         cap = state.capacity
         for w in cap.waiting():
             out.append({
-                "kind": "slot",
+                "kind": "SLOT_WAIT",
                 "partition": state.partition,
                 "instance": w.instance,
                 "task": w.task,
@@ -34,7 +34,7 @@ def waits_view(states: State | Iterable[State]) -> list[dict[str, Any]]:
             busy = capacity.active_instances(state, workflow)
             for place, instance in enumerate(ids):
                 out.append({
-                    "kind": "instance",
+                    "kind": "SERIAL_WAIT",
                     "partition": state.partition,
                     "instance": instance,
                     "task": None,
@@ -51,7 +51,8 @@ def pools_view(states: State | Iterable[State]) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for state in _each(states):
         cap = state.capacity
-        names = [f"p:{p}" for p in cap.pools] + [f"g:{g}" for g in sorted(cap.groups())]
+        pools = sorted(set(cap.pools) | {r[2:] for r, n in cap.waiters.items() if n and r.startswith("p:")})
+        names = [f"p:{p}" for p in pools] + [f"g:{g}" for g in sorted(cap.groups())]
         for r in names:
             row = rows.setdefault(r, {"name": capacity.describe(r), "slots": 0, "busy": 0, "waiting": 0})
             row["slots"] += capacity.limit(state, r) or 0

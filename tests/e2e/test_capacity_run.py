@@ -12,7 +12,7 @@ import pytest
 
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.runtime.embedded.datadir import DataDir
-from tests.harness import Run, kill_leftovers, wait_until
+from tests.harness import Run, cli, cli_json, kill_leftovers, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_fan_out_of_200_with_4_slots_never_runs_more_than_4_processes(tmp_path: 
     run = Run(tmp_path, "--slots", "4")
     try:
         assert "at most 4 task processes" in run.log()
-        tasks = [{"name": f"t{i:03d}", "type": "SHELL", "command": "sleep 0.02"} for i in range(200)]
+        tasks = [{"name": f"t{i:03d}", "type": "SHELL", "command": "sleep 0.2"} for i in range(200)]
         run.client.define(msgspec.convert({"name": "fan", "tasks": tasks}, WorkflowDefinition))
         runs = DataDir(tmp_path).runs
         seen: list[int] = []
@@ -67,3 +67,25 @@ def test_fan_out_of_200_with_4_slots_never_runs_more_than_4_processes(tmp_path: 
     finally:
         run.stop()
         kill_leftovers(tmp_path)
+
+
+def test_pools_and_serial_waits_through_the_cli(tmp_path: Path) -> None:
+    flow = tmp_path / "pooled.yaml"
+    flow.write_text(
+        "name: pooled\nmax_active_instances: 1\ntasks:\n"
+        "  - {name: a, type: SHELL, command: 'true', pool: db}\n"
+    )
+    assert cli(tmp_path, "define", str(flow)).returncode == 0
+    first = cli(tmp_path, "start", "pooled").stdout.strip()
+    second = cli(tmp_path, "start", "pooled").stdout.strip()
+    status = cli_json(tmp_path, "status")
+    by_id = {i["instance"]: i for i in status}
+    assert by_id[second]["state"] == "SERIAL_WAIT" and "max_active_instances 1" in by_id[second]["waiting_for"]
+    assert "pool db has no slots" in by_id[first]["tasks"][0]["waiting_for"]
+    timers = cli_json(tmp_path, "timers")
+    assert {t["kind"] for t in timers} == {"SLOT_WAIT", "SERIAL_WAIT"}
+    assert "pool db" in cli(tmp_path, "pool", "list").stdout
+    assert cli(tmp_path, "pool", "set", "db", "--slots", "2").returncode == 0
+    rows = cli_json(tmp_path, "pool", "list")
+    assert rows == [{"name": "pool db", "slots": 2, "busy": 1, "waiting": 0}]
+    assert cli(tmp_path, "pool", "delete", "nope").returncode == 1
