@@ -51,15 +51,69 @@ def check_read_only(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
         # EXPLAIN ANALYZE runs its statement: judge the statement it explains.
         inner = _parse(conn, _EXPLAIN_PREFIX.sub("", statement.query, count=1))
         if len(inner) == 1 and inner[0].type in _READ_TYPES:
+            _check_tree(conn, inner[0].query)
             return
         kind = inner[0].type if len(inner) == 1 else kind
     elif kind in _READ_TYPES:
+        _check_tree(conn, statement.query)
         return
     name = str(kind).rsplit(".", 1)[-1]
     raise ReadOnlyError(
         f"refused: queries are read-only and this statement is of type {name}. Only the projector writes the "
         "projection, from the log; change the scheduler with its commands (easysched start, stop, ...)"
     )
+
+
+# A SELECT may still hide a write (`WITH x AS (DELETE ... RETURNING *) SELECT ...`) or reach
+# outside the projection (`read_csv('/etc/passwd')`, `FROM 'file.parquet'`, `query('...')`).
+# DuckDB's own parse tree (json_serialize_sql) is walked for those; the connection's disabled
+# external access stays as a second wall behind this one.
+_READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+_OUTSIDE_FUNCTIONS = frozenset({
+    "glob", "query", "query_table", "sniff_csv", "checkpoint", "force_checkpoint", "getenv",
+    "parquet_metadata", "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata", "parquet_bloom_probe",
+    "iceberg_metadata", "iceberg_snapshots", "load_aws_credentials", "http_get", "http_post", "copy_database",
+    "duckdb_secrets", "which_secret", "install", "load", "sqlite_attach", "postgres_attach", "mysql_attach",
+})
+
+
+def _outside(function: str) -> bool:
+    name = function.lower()
+    return name in _OUTSIDE_FUNCTIONS or name.startswith(("read_", "scan_")) or name.endswith(("_scan", "_attach"))
+
+
+def _check_tree(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse a SELECT whose parse tree writes, reads files or databases, or runs SQL from a string."""
+    try:
+        row = conn.execute("SELECT json_serialize_sql($1::VARCHAR), current_database()", [sql]).fetchone()
+    except duckdb.Error as exc:
+        raise QueryError(_message(exc)) from exc
+    tree, own = (msgspec.json.decode(row[0]), row[1]) if row else ({"error": True}, "")
+    if tree.get("error"):
+        raise ReadOnlyError(f"refused: this statement cannot be checked as read-only ({tree.get('error_message', '')})")
+    stack: list[Any] = [tree.get("statements", [])]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if isinstance(kind, str) and kind.endswith("_NODE") and kind not in _READ_NODES:
+            verb = kind.removesuffix("_QUERY_NODE").removesuffix("_NODE")
+            raise ReadOnlyError(f"refused: queries are read-only, and this one modifies data ({verb} in a CTE or "
+                                "subquery); change the scheduler with its commands (easysched start, stop, ...)")
+        function = node.get("function_name")
+        if isinstance(function, str) and _outside(function):
+            raise ReadOnlyError(f"refused: {function}() reads outside the projection (files, databases, SQL text); "
+                                "queries see the projection's tables and views only")
+        if kind == "BASE_TABLE":
+            name, catalog = str(node.get("table_name", "")), str(node.get("catalog_name", ""))
+            if any(ch in name for ch in "./\\:") or catalog not in ("", "system", "temp", "main", own):
+                raise ReadOnlyError(f"refused: {catalog + '.' if catalog else ''}{name} is not a table of the "
+                                    "projection (files and other databases are out of reach)")
+        stack.extend(node.values())
 
 
 def _parse(conn: duckdb.DuckDBPyConnection, sql: str) -> list[Any]:
