@@ -167,6 +167,7 @@ class Worker:
             env["EASYSCHED_ATTEMPT"] = str(eff.attempt)
             env["EASYSCHED_SCRIPT"] = eff.command
             env["EASYSCHED_RC"] = f"{claim}.rc"
+            env["EASYSCHED_OUTPUT"] = f"{claim}.out"  # key=value lines: output parameters
             env["EASYSCHED_ATTEMPT_KEY"] = self._marker(key)
             env["EASYSCHED_TASK_LOG"] = str(log_path)
             pid = os.posix_spawn(
