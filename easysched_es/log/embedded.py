@@ -33,6 +33,7 @@ from types import TracebackType
 
 from easysched_es.log.base import LogError, LogLockedError, Record
 from easysched_es.log.crc import crc32c
+from easysched_es.log.tail import TailMarker, heal
 
 __all__ = ["DirectoryLock", "EmbeddedStream"]
 
@@ -270,6 +271,7 @@ class EmbeddedStream:
         self._seg_fd: int | None = None
         self._seg_base = 0
         self._reader = _SegmentReader(self._dir)
+        self._marker = TailMarker(self._dir)
         self._closed = False
 
     @property
@@ -306,7 +308,20 @@ class EmbeddedStream:
         with self._exclusive():
             fd, base, start = self._append_segment()
             self._write_all(fd, data, start)
-            if self._fsync:
+            self._durable(fd, base)
+            try:
+                self._marker.write(base, start + len(data))
+            except OSError:
+                log.exception("could not update the tail marker of %s", self._dir)
+        offsets = []
+        offset = base + start
+        for size in sizes:
+            offsets.append(offset)
+            offset += size
+        return offsets
+
+    def _durable(self, fd: int, base: int) -> None:
+        if self._fsync:
                 try:
                     os.fdatasync(fd)
                 except OSError as e:
@@ -316,12 +331,6 @@ class EmbeddedStream:
                         f"fdatasync of {self._dir / _segment_name(base)} failed: {e.strerror}; "
                         "the last append may or may not survive a crash; check the disk"
                     ) from e
-        offsets = []
-        offset = base + start
-        for size in sizes:
-            offsets.append(offset)
-            offset += size
-        return offsets
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -350,31 +359,41 @@ class EmbeddedStream:
         return self._lock_fd
 
     def _append_segment(self) -> tuple[int, int, int]:
-        """(fd, base, size) of the segment to append to. Call under the append lock."""
+        """(fd, base, size) of the segment to append to, its torn tail cut. Call under the append lock."""
         try:
+            fd: int | None = None
             if self._seg_fd is not None:
                 size = os.fstat(self._seg_fd).st_size
                 # The exists() check keeps us off a segment that another process, configured
                 # with a smaller segment_bytes, has already rolled past.
-                if size < self._segment_bytes and not (
-                    size > 0 and os.path.exists(self._dir / _segment_name(self._seg_base + size))
-                ):
-                    return self._seg_fd, self._seg_base, size
-            bases = _list_bases(self._dir)
-            base = bases[-1] if bases else 0
-            fd = self._open_for_append(base, create=not bases)
-            size = os.fstat(fd).st_size
+                if not (size > 0 and os.path.exists(self._dir / _segment_name(self._seg_base + size))):
+                    fd, base = self._seg_fd, self._seg_base
+            if fd is None:
+                bases = _list_bases(self._dir)
+                base = bases[-1] if bases else 0
+                fd = self._open_for_append(base, create=not bases)
+                self._use_segment(fd, base)
+            # Cut a torn tail first: appended after, records would be unreadable (and a roll
+            # would freeze the torn bytes into the middle of the log).
+            size = self._heal(fd, base)
             if size >= self._segment_bytes:
-                os.close(fd)
                 base += size
                 fd = self._open_for_append(base, create=True)
-                size = os.fstat(fd).st_size
+                self._use_segment(fd, base)
+                size = self._heal(fd, base)
         except OSError as e:
             raise LogError(f"cannot open a segment for appending in {self._dir}: {e.strerror}") from e
-        if self._seg_fd is not None:
+        return fd, base, size
+
+    def _use_segment(self, fd: int, base: int) -> None:
+        if self._seg_fd is not None and self._seg_fd != fd:
             os.close(self._seg_fd)
         self._seg_fd, self._seg_base = fd, base
-        return fd, base, size
+
+    def _heal(self, fd: int, base: int) -> int:
+        """Cut a torn tail off the segment at `base` (open as `fd`); its good size. Under the append lock."""
+        size = os.fstat(fd).st_size
+        return heal(self._dir, self._marker, self._dir / _segment_name(base), base, fd, size, _valid_prefix)
 
     def _open_for_append(self, base: int, create: bool) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0)
@@ -524,8 +543,9 @@ class EmbeddedStream:
         """Cut a torn tail off the last segment; return the number of bytes cut (0 if clean).
 
         A torn tail is a partial header, a payload running past the end of the file, or a
-        CRC mismatch in the final record: whatever `read` would not return at the end. Takes
-        the append lock, so appenders wait; call it at start, before reading.
+        record with a bad CRC at the end: whatever `read` would not return at the end. Every
+        append does a quick version of this first (see `log/tail.py`); call this at start, or
+        when a reader stays stuck at a frame that never completes.
         """
         with self._exclusive():
             bases = _list_bases(self._dir)
@@ -533,25 +553,12 @@ class EmbeddedStream:
                 return 0
             path = self._dir / _segment_name(bases[-1])
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise LogError(f"cannot open {path} to check its tail: {e.strerror}") from e
             try:
                 size = os.fstat(fd).st_size
-                good = _valid_prefix(fd, size)
-                cut = size - good
-                if cut:
-                    os.ftruncate(fd, good)
-                    os.fsync(fd)
-                    log.warning(
-                        "cut a torn tail of %d bytes from %s at offset %d (segment position %d); "
-                        "the records there were never completely written",
-                        cut,
-                        path,
-                        bases[-1] + good,
-                        good,
-                    )
-                return cut
+                return size - heal(self._dir, self._marker, path, bases[-1], fd, size, _valid_prefix, thorough=True)
             except OSError as e:
                 raise LogError(f"cannot repair the tail of {path}: {e.strerror}") from e
             finally:
@@ -570,6 +577,7 @@ class EmbeddedStream:
                     os.close(fd)
             self._seg_fd = self._lock_fd = None
             self._reader.close()
+            self._marker.close()
 
     def __enter__(self) -> EmbeddedStream:
         return self

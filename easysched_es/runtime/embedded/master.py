@@ -60,6 +60,7 @@ class EmbeddedMaster:
         self._since_snapshot = 0
         self._tick_in_flight = False
         self._snapshot_due = False
+        self._stuck: tuple[int, int] | None = None
         # A command whose application raised stops the partition (see `poll`); `skips` are
         # the operator's skips found since, honoured by every refold.
         self.halted: PartitionHalted | None = None
@@ -140,9 +141,32 @@ class EmbeddedMaster:
             self._rebuild()
             return len(payloads)
         if not applied:
+            self._check_stuck_tail()
             return 0
+        self._stuck = None
         self._decided(payloads, effects, applied)
         return applied
+
+    def _check_stuck_tail(self) -> None:
+        """Cut a torn frame the reader is stuck at (seen on two polls in a row, then checked under the lock).
+
+        A frame still being written completes within one write; one that stays incomplete is
+        torn, and commands appended after it would never be read. The append lock makes the
+        check exact: no one is writing while it is held.
+        """
+        end = self.commands.end()
+        if end <= self.state.position:
+            self._stuck = None
+            return
+        seen = (self.state.position, end)
+        if self._stuck != seen:
+            self._stuck = seen
+            return
+        self._stuck = None
+        cut = self.commands.repair_tail()
+        if cut:
+            log.warning("cut a torn frame of %d bytes at offset %d of the commands log while running",
+                        cut, self.state.position)
 
     def _decided(self, payloads: list[bytes], effects: list[Event], applied: int) -> None:
         if not payloads:
