@@ -151,6 +151,14 @@ class Projector:
         self._inflight: Future[None] | None = None
         self._batch_handlers = tuple((self._buffers[m.name].put, m.on_batch) for m in MODELS if m.on_batch)
         self._positions: dict[tuple[str, int], Position] = {}
+        # The log's ends as the folding thread last saw them, and for each stream partition the
+        # offset up to which everything committed is applied. Kafka's transaction markers take
+        # offsets but are no records: a read that finds nothing at our position proves that the
+        # end seen before it holds no record for us, so it counts as applied. `status` reads
+        # only these, never the log: /health answers at once whatever the broker does.
+        self._ends: dict[tuple[str, int], int] = {}
+        self._applied_to: dict[tuple[str, int], int] = {}
+        self._ends_at = 0.0
         self.commits = 0
         self.events_applied = 0
         self.skipped = 0
@@ -205,6 +213,7 @@ class Projector:
         for buf in self._buffers.values():
             buf.clear()
         self._positions = {}
+        self._ends, self._applied_to, self._ends_at = {}, {}, 0.0
 
     def _create_views(self) -> None:
         for view in ALL_VIEWS:
@@ -266,6 +275,7 @@ class Projector:
         """
         self._check_open()
         total = 0
+        ends = self._observe_ends()
         ahead = dict(self._positions)  # as far as read: committed or in flight
         pending: tuple[Future[None], _Chunk] | None = None
         bulk = False
@@ -305,7 +315,20 @@ class Projector:
                 if bulk:
                     with suppress(duckdb.Error):
                         self._conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        if total == 0 and limit is None and not (stop is not None and stop.is_set()):
+            # Every partition was read at its position after `ends` was taken, and held nothing.
+            self._applied_to = dict(ends)
         return total
+
+    def _observe_ends(self, every: float = 0.25) -> dict[tuple[str, int], int]:
+        """The streams' ends (asked of the log at most every `every` seconds; cached otherwise)."""
+        now = time.monotonic()
+        if self._ends and now - self._ends_at < every:
+            return self._ends
+        ends = {(name, partition): stream.end(partition)
+                for name, stream in self._streams for partition in range(stream.partitions)}
+        self._ends, self._ends_at = ends, now
+        return ends
 
     def _read(self, ahead: dict[tuple[str, int], Position], limit: int | None) -> _Chunk | None:
         """Read and map one transaction's worth of records from the positions in `ahead`."""
@@ -474,18 +497,23 @@ class Projector:
         """How far the projection is: per stream partition, its offset, the log end and what is pending."""
         streams = []
         # No lock: the projector thread holds it through a whole catch-up. Committed
-        # positions are replaced, never changed in place, so a copy is consistent.
-        positions = dict(self._positions)
+        # positions and the observed ends are replaced, never changed in place, so copies are
+        # consistent. Nothing here asks the log (see `_ends`).
+        positions, ends, applied_to = dict(self._positions), self._ends, self._applied_to
         for name, stream in self._streams:
             for partition in range(stream.partitions):
-                pos = positions.get((name, partition)) or Position()
-                end = stream.end(partition)
+                key = (name, partition)
+                pos = positions.get(key) or Position()
+                end = ends.get(key)
+                done = max(pos.next_offset, applied_to.get(key, 0))
                 streams.append({
                     "stream": name, "partition": partition, "next_offset": pos.next_offset,
-                    "end_offset": end, "pending": max(end - pos.next_offset, 0), "records": pos.records,
+                    "end_offset": end, "pending": 0 if end is None else max(end - done, 0),
+                    "records": pos.records,
                 })
         return {
-            "caught_up": all(s["pending"] == 0 for s in streams),
+            "caught_up": all(s["end_offset"] is not None and s["pending"] == 0 for s in streams),
+            "ends_observed_at": None if not ends else time.time() - (time.monotonic() - self._ends_at),
             "streams": streams,
             "commits": self.commits,
             "events_applied": self.events_applied,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from easysched_es.cli import capacity, debug, kafka, queries, service, skip, ui, workflows
 from easysched_es.cli.common import (
+    DEFAULT_KAFKA_TIMEOUT,
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--kafka", metavar="BOOTSTRAP", default=argparse.SUPPRESS,
         help="use the Kafka log at BOOTSTRAP (host:port[,host:port]) instead of the embedded one (env EASYSCHED_KAFKA)",
     )
+    common.add_argument(
+        "--kafka-timeout", metavar="SECONDS", type=float, default=argparse.SUPPRESS,
+        help=f"give up on a Kafka broker that does not answer within SECONDS (default {DEFAULT_KAFKA_TIMEOUT:g})",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="machine-readable output (errors too)")
 
@@ -64,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", type=Path, default=None, help=common._actions[0].help)
     parser.add_argument("--kafka", metavar="BOOTSTRAP", default=None, help=common._actions[1].help)
+    parser.add_argument("--kafka-timeout", metavar="SECONDS", type=float, default=DEFAULT_KAFKA_TIMEOUT,
+                        help=common._actions[2].help)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (and show tracebacks)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, help="the command to run")
 
@@ -103,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _configure_logging(args.verbose)
+        from easysched_es.log.kafka_logs import quiet_driver_logs
+
+        # kafka-python's reconnect chatter: hidden in one-shot commands (the services turn it back on).
+        quiet_driver_logs(long_running=False, verbose=args.verbose)
         from easysched_es.runtime.embedded.location import resolve
 
         args.data_dir = resolve(args.data_dir)

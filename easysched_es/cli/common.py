@@ -34,6 +34,8 @@ EXIT_USAGE = 2  # bad arguments
 EXIT_TIMEOUT = 3  # `wait --timeout` ran out before the instance ended
 EXIT_UNDECIDED = 4  # the command is durable in the log but no master has decided it yet (Kafka)
 EXIT_INTERRUPTED = 130  # Ctrl-C
+# Seconds a CLI command waits for a Kafka broker that does not answer (`--kafka-timeout`).
+DEFAULT_KAFKA_TIMEOUT = 10.0
 
 EXIT_CODES_HELP = (
     "exit codes: 0 ok; 1 rejected, failed or unknown (wait: a final state other than SUCCESS); "
@@ -141,6 +143,14 @@ def kafka_bootstrap(args: argparse.Namespace) -> str | None:
     return getattr(args, "kafka", None) or os.environ.get("EASYSCHED_KAFKA") or None
 
 
+def kafka_settings(args: argparse.Namespace, bootstrap: str) -> Any:
+    """The KafkaSettings of a CLI command: the environment's, bounded by `--kafka-timeout`."""
+    from easysched_es.log.kafka import KafkaSettings
+
+    timeout = getattr(args, "kafka_timeout", None)
+    return KafkaSettings.from_env(bootstrap, timeout=DEFAULT_KAFKA_TIMEOUT if timeout is None else timeout)
+
+
 def print_json(value: Any) -> None:
     """Print `value` as indented JSON, UTF-8 (anything not JSON-native as its str).
 
@@ -189,7 +199,7 @@ def client(args: argparse.Namespace) -> Any:
     if bootstrap:
         from easysched_es.runtime.kafka.client import KafkaClient
 
-        return KafkaClient(bootstrap)
+        return KafkaClient(kafka_settings(args, bootstrap))
     from easysched_es.runtime.embedded.client import Client
 
     return Client(create_data_dir(args.data_dir))
@@ -206,10 +216,9 @@ def source(args: argparse.Namespace) -> LogSource:
     """What the queries fold: the Kafka topics with --kafka / EASYSCHED_KAFKA, else the (existing) data directory."""
     bootstrap = kafka_bootstrap(args)
     if bootstrap:
-        from easysched_es.log.kafka import KafkaSettings
         from easysched_es.runtime.kafka.master import KafkaLog
 
-        return KafkaLog(KafkaSettings.from_env(bootstrap))
+        return KafkaLog(kafka_settings(args, bootstrap))
     return data(args)
 
 

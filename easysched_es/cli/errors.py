@@ -47,6 +47,9 @@ def translate(exc: Exception, *, verbose: bool = False) -> CliError:
         return CliError(str(exc), kind="locked")
     if isinstance(exc, LogError):
         return CliError(f"log error: {exc}", kind="log")
+    if type(exc).__module__.startswith("kafka."):
+        # A kafka-python error an adapter did not translate: still one line naming the broker.
+        return CliError(f"log error: {exc}", kind="log")
     projection = _projection_error(exc)
     if projection is not None:
         return projection

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from easysched_es.cli.common import Registrar, UsageError, kafka_bootstrap
+from easysched_es.log.kafka_logs import quiet_driver_logs
 
 if TYPE_CHECKING:
     import threading
@@ -30,6 +31,8 @@ DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
 def _settings(args: argparse.Namespace) -> Any:
     from easysched_es.log.kafka import KafkaSettings
 
+    # A service: kafka-python's warnings are worth seeing, at a bounded rate.
+    quiet_driver_logs(long_running=True, verbose=getattr(args, "verbose", False))
     bootstrap = kafka_bootstrap(args)
     if not bootstrap:
         print("error: this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
@@ -42,7 +45,6 @@ def _stop_on_signals() -> threading.Event:
     import signal
     import threading
 
-    _quiet_kafka_logs()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -123,13 +125,6 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     if args.action == "status" and not info.get("pid"):
         return 1
     return 0
-
-
-def _quiet_kafka_logs() -> None:
-    import logging
-
-    # kafka-python logs every connection at INFO: keep its warnings only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def register(reg: Registrar) -> None:

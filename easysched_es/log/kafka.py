@@ -91,15 +91,20 @@ class KafkaSettings:
     prefix: str = DEFAULT_PREFIX
     partitions: int = DEFAULT_PARTITIONS
     client: Mapping[str, Any] = field(default_factory=dict)
+    # Seconds any one broker operation may take (connect, metadata, a request) before it fails
+    # with a LogError naming the bootstrap; None keeps kafka-python's own, longer defaults.
+    timeout: float | None = None
 
     @classmethod
-    def from_env(cls, bootstrap: str, prefix: str | None = None, partitions: int | None = None) -> KafkaSettings:
+    def from_env(cls, bootstrap: str, prefix: str | None = None, partitions: int | None = None,
+                 timeout: float | None = None) -> KafkaSettings:
         """Settings with prefix/partitions from `$EASYSCHED_KAFKA_PREFIX` / `$EASYSCHED_KAFKA_PARTITIONS`."""
         return cls(
             bootstrap=bootstrap,
             prefix=prefix or os.environ.get("EASYSCHED_KAFKA_PREFIX", DEFAULT_PREFIX),
             partitions=partitions or int(os.environ.get("EASYSCHED_KAFKA_PARTITIONS", DEFAULT_PARTITIONS)),
             client=load_client_config(),
+            timeout=timeout,
         )
 
     def topic(self, stream: str) -> str:
@@ -107,13 +112,39 @@ class KafkaSettings:
         return f"{self.prefix}.{stream}"
 
     def common(self) -> dict[str, Any]:
-        """Settings shared by every kafka-python client."""
-        return {"bootstrap_servers": self.bootstrap.split(","), **self.client}
+        """Settings shared by every kafka-python client (bounded by `timeout` when it is set)."""
+        bounds: dict[str, Any] = {}
+        if self.timeout is not None:
+            ms = max(int(self.timeout * 1000), 1000)
+            # Reconnect often: kafka-python's backoff grows to 30 s, past any bound we set.
+            bounds = {"bootstrap_timeout_ms": ms, "reconnect_backoff_max_ms": min(ms, 1000)}
+        return {"bootstrap_servers": self.bootstrap.split(","), **bounds, **self.client}
+
+    def consumer(self) -> dict[str, Any]:
+        """`common()` plus the request bound of a consumer or admin client."""
+        if self.timeout is None:
+            return self.common()
+        return {"request_timeout_ms": max(int(self.timeout * 1000), 1000), **self.common()}
+
+    def producer(self) -> dict[str, Any]:
+        """`common()` plus the bounds of a producer (metadata wait, request, delivery)."""
+        if self.timeout is None:
+            return self.common()
+        ms = max(int(self.timeout * 1000), 1000)
+        return {"max_block_ms": ms, "request_timeout_ms": ms, "delivery_timeout_ms": ms, **self.common()}
 
 
-def _describe(exc: BaseException, settings: KafkaSettings) -> str:
-    return (f"Kafka at {settings.bootstrap} failed: {type(exc).__name__}: {exc}; "
+def describe_failure(exc: BaseException, settings: KafkaSettings) -> str:
+    """One line for a user: which broker failed, how, and what to check."""
+    within = f" within {settings.timeout:g}s" if settings.timeout is not None else ""
+    reason = str(exc) or type(exc).__name__
+    if not reason.startswith(type(exc).__name__):
+        reason = f"{type(exc).__name__}: {reason}"
+    return (f"Kafka at {settings.bootstrap} did not answer{within} ({reason}); "
             "check the broker runs (easysched kafka-local status) and --kafka / EASYSCHED_KAFKA")
+
+
+_describe = describe_failure
 
 
 _created: set[tuple[str, str]] = set()
@@ -126,6 +157,8 @@ def ensure_topics(settings: KafkaSettings, streams: Sequence[str] = STREAMS, tim
     `snapshots` is compacted. Partition counts of existing topics are kept as they are.
     """
     wanted = {settings.topic(s): s for s in streams}
+    if settings.timeout is not None:
+        timeout = min(timeout, settings.timeout)
     try:
         admin = KafkaAdminClient(**{"request_timeout_ms": int(timeout * 1000),
                                     "bootstrap_timeout_ms": int(timeout * 1000), **settings.common()})
@@ -168,7 +201,7 @@ class _Reader:
     def __init__(self, settings: KafkaSettings, tp: TopicPartition, consumer_config: Mapping[str, Any]) -> None:
         self.tp = tp
         self.consumer = KafkaConsumer(
-            **settings.common(), group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            **settings.consumer(), group_id=None, enable_auto_commit=False, isolation_level="read_committed",
             auto_offset_reset="earliest", **consumer_config,
         )
         self.consumer.assign([tp])
@@ -222,7 +255,10 @@ class KafkaStream:
         self._closed = False
 
     def _count_partitions(self) -> int:
-        consumer = KafkaConsumer(**self.settings.common(), group_id=None, enable_auto_commit=False)
+        try:
+            consumer = KafkaConsumer(**self.settings.consumer(), group_id=None, enable_auto_commit=False)
+        except kerr.KafkaError as exc:
+            raise LogError(_describe(exc, self.settings)) from exc
         try:
             parts = consumer.partitions_for_topic(self.topic)
         except kerr.KafkaError as exc:
@@ -247,7 +283,7 @@ class KafkaStream:
             if self._producer is None:
                 try:
                     self._producer = KafkaProducer(
-                        **self.settings.common(), acks="all", enable_idempotence=True, linger_ms=1,
+                        **self.settings.producer(), acks="all", enable_idempotence=True, linger_ms=1,
                         batch_size=1 << 20, max_request_size=MAX_RECORD_BYTES, **self._producer_config,
                     )
                 except kerr.KafkaError as exc:
@@ -274,7 +310,10 @@ class KafkaStream:
             self._check_open()
             reader = self._readers.get(partition)
             if reader is None:
-                reader = _Reader(self.settings, TopicPartition(self.topic, partition), self._consumer_config)
+                try:
+                    reader = _Reader(self.settings, TopicPartition(self.topic, partition), self._consumer_config)
+                except kerr.KafkaError as exc:
+                    raise LogError(_describe(exc, self.settings)) from exc
                 self._readers[partition] = reader
             return reader
 
@@ -339,10 +378,10 @@ class KafkaStream:
         tp = TopicPartition(self.topic, partition)
         with self._readers_lock:
             self._check_open()
-            if self._end_consumer is None:
-                self._end_consumer = KafkaConsumer(**self.settings.common(), group_id=None, enable_auto_commit=False,
-                                                   isolation_level="read_committed")
             try:
+                if self._end_consumer is None:
+                    self._end_consumer = KafkaConsumer(**self.settings.consumer(), group_id=None,
+                                                       enable_auto_commit=False, isolation_level="read_committed")
                 return int(self._end_consumer.end_offsets([tp])[tp])
             except kerr.KafkaError as exc:
                 raise LogError(_describe(exc, self.settings)) from exc
