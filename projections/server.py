@@ -18,12 +18,26 @@ import uvicorn
 log = logging.getLogger(__name__)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when it sees
+    # TCP there; without it every keep-alive request waits 40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(256)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class ServerThread:
     """`app` served on `host:port` (0: a free port) by uvicorn in a daemon thread."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.create_server((host.strip("[]"), port), family=family, backlog=256)
+        self.socket = _listen(host.strip("[]"), port)
         config = uvicorn.Config(
             app, log_config=None, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=2, server_header=False,

@@ -14,7 +14,7 @@ import yaml
 from projections.queries import LocalReader, plain, records
 
 RECENT = 50
-TRACE_LIMIT = 2000
+TRACE_LIMIT = 500
 
 # Task states grouped for colours and counts.
 ACTIVE_TASK_STATES = ("SUBMITTED_SUCCESS", "DISPATCH", "RUNNING_EXECUTION", "DELAY_EXECUTION")
@@ -41,15 +41,17 @@ def overview(reader: LocalReader) -> dict[str, Any]:
         SELECT count(*) AS records, epoch_ms(now() AT TIME ZONE 'UTC') - epoch_ms(min(time)) AS ms
         FROM commands, decided WHERE command_offset > decided.o""")[0]
     status = reader._status()  # the projector's own progress (pending bytes per stream)
+    counts = rows(reader, """SELECT
+        (SELECT count(*) FROM running_now WHERE phase = 'running') AS running_tasks,
+        (SELECT count(*) FROM running_now WHERE phase = 'killing') AS killing_tasks,
+        (SELECT count(*) FROM failed_today) AS failed_today,
+        (SELECT count(*) FROM timers) AS timers_pending""")[0]
     return {
         "instances_by_state": by_state,
         "instances_total": sum(by_state.values()),
-        "running_tasks": _one(reader, "SELECT count(*) FROM running_now WHERE phase = 'running'") or 0,
-        "killing_tasks": _one(reader, "SELECT count(*) FROM running_now WHERE phase = 'killing'") or 0,
-        "failed_today": _one(reader, "SELECT count(*) FROM failed_today") or 0,
-        "timers_pending": _one(reader, "SELECT count(*) FROM timers") or 0,
-        # No slot model on the master yet: a slot is in use while an attempt may have a process.
-        "slots_used": _one(reader, "SELECT count(*) FROM running_now") or 0,
+        **counts,
+        # A slot is in use while an attempt may have a live process (running or being killed).
+        "slots_used": counts["running_tasks"] + counts["killing_tasks"],
         "fold_lag": {
             "records": lag["records"],
             "seconds": round((lag["ms"] or 0) / 1000, 3) if lag["records"] else 0.0,
@@ -99,7 +101,7 @@ def workflow(reader: LocalReader, name: str) -> dict[str, Any] | None:
     }
 
 
-def instance(reader: LocalReader, instance_id: str) -> dict[str, Any] | None:
+def instance(reader: LocalReader, instance_id: str, with_trace: bool = True) -> dict[str, Any] | None:
     """One instance: its row, its definition, every attempt, the current state of each task, timers, trace."""
     head = rows(reader, "SELECT * FROM workflow_instances WHERE instance = $1", [instance_id])
     if not head:
@@ -132,7 +134,7 @@ def instance(reader: LocalReader, instance_id: str) -> dict[str, Any] | None:
         "attempts": attempts,
         "timers": rows(reader, "SELECT task, kind, due, set_at FROM timers WHERE instance = $1 ORDER BY due",
                        [instance_id]),
-        "trace": trace(reader, instance_id),
+        "trace": trace(reader, instance_id) if with_trace else [],
         "offsets": [r["o"] for r in rows(
             reader, "SELECT DISTINCT command_offset AS o FROM events WHERE instance = $1 ORDER BY 1", [instance_id])],
     }
@@ -150,12 +152,17 @@ def _outputs(reader: LocalReader, instance_id: str) -> dict[str, dict[str, Any]]
 
 
 def trace(reader: LocalReader, instance_id: str, limit: int = TRACE_LIMIT) -> list[dict[str, Any]]:
-    """The instance's commands and events in log order, with offsets and times (as `easysched trace`)."""
+    """The instance's commands and events in log order, with offsets and times (as `easysched trace`).
+
+    At most `limit` entries (the first ones); each payload is its JSON text.
+    """
     return rows(reader, """
         SELECT * FROM (
-            SELECT command_offset AS "offset", 0 AS seq, 'command' AS kind, type, task, time, payload
+            SELECT command_offset AS "offset", 0 AS seq, 'command' AS kind, type, task, time,
+                   CAST(payload AS VARCHAR) AS payload
             FROM commands WHERE instance = $1 OR command_offset = (
                 SELECT min(command_offset) FROM events WHERE instance = $1 AND type = 'workflow_started')
             UNION ALL
-            SELECT command_offset, seq + 1, 'event', type, task, time, payload FROM events WHERE instance = $1)
+            SELECT command_offset, seq + 1, 'event', type, task, time, CAST(payload AS VARCHAR)
+            FROM events WHERE instance = $1)
         ORDER BY "offset", seq LIMIT $2""", [instance_id, limit])

@@ -14,6 +14,7 @@ Pure and deterministic: the same tasks in the same order give the same picture.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,19 @@ def _reorder(layer: list[str], fixed: list[str], neighbours: Mapping[str, list[s
 
 
 def layout(tasks: Sequence[str], upstream: Mapping[str, Sequence[str]]) -> Layout:
-    """Lay out the DAG of `tasks` (in definition order) with edges from each upstream."""
+    """Lay out the DAG of `tasks` (in definition order) with edges from each upstream.
+
+    Cached by the graph (a definition version's DAG never changes); treat the result as read-only.
+    """
+    return _cached(tuple(tasks), tuple(tuple(upstream.get(t, ())) for t in tasks))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(tasks: tuple[str, ...], ups: tuple[tuple[str, ...], ...]) -> Layout:
+    return _layout(tasks, dict(zip(tasks, ups, strict=True)))
+
+
+def _layout(tasks: Sequence[str], upstream: Mapping[str, Sequence[str]]) -> Layout:
     if not tasks:
         return Layout()
     level = longest_path_layers(tasks, upstream)

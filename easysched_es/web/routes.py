@@ -121,7 +121,8 @@ def web_routes(options: WebOptions) -> Callable[[Any], Sequence[BaseRoute]]:
             if found is None:
                 return missing(f"no workflow instance {instance_id!r} (yet: the projection may still be catching up)")
             return page("instance.html", title=instance_id, view=found, dag=dag_svg(found["tasks"]),
-                        gantt=gantt_svg(found["attempts"]), at=request.query_params.get("at"))
+                        gantt=gantt_svg(found["attempts"]), at=request.query_params.get("at"),
+                        trace_limit=data.TRACE_LIMIT)
 
         async def sql_page(request: Request) -> Response:
             return page("sql.html", title="SQL", sql=request.query_params.get("sql", ""))
@@ -131,7 +132,8 @@ def web_routes(options: WebOptions) -> Callable[[Any], Sequence[BaseRoute]]:
 
         async def instance_json(request: Request) -> Response:
             instance_id = request.path_params["id"]
-            found = await run_in_threadpool(data.instance, reader(), instance_id)
+            with_trace = request.query_params.get("trace") == "1"
+            found = await run_in_threadpool(data.instance, reader(), instance_id, with_trace)
             if found is None:
                 return error_response(404, f"no workflow instance {instance_id!r}", "not_found")
             found["gantt_svg"] = str(gantt_svg(found["attempts"]))

@@ -5,6 +5,8 @@
 
 const TOKEN_KEY = "easysched-token";
 const POLL_MS = 1000;
+const FINAL_POLL_MS = 5000;  // an ended instance changes rarely (a late kill confirmation)
+const FINAL = ["SUCCESS", "FAILURE", "STOP"];
 
 function $(sel, root) { return (root || document).querySelector(sel); }
 function $all(sel, root) { return Array.from((root || document).querySelectorAll(sel)); }
@@ -276,7 +278,7 @@ function instancePage() {
       const last = mine[mine.length - 1];
       if (last && last.attempt > 0) followLog(selected, last.attempt, !last.ended_at);
     }
-    setTimeout(loop, POLL_MS);
+    setTimeout(loop, FINAL.includes($("#instance-state").textContent) && !travelling ? FINAL_POLL_MS : POLL_MS);
   };
   setTimeout(loop, POLL_MS);
 }
