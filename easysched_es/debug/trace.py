@@ -6,6 +6,7 @@ the master has not processed yet. Only the instance's partition (the number befo
 of its id) is folded, and only from the nearest snapshot before the instance's start (its id
 names the offset of its StartWorkflow): nothing earlier can touch an instance that did not
 exist yet, except commands naming its id by guess, which were rejected as unknown then.
+Once it is settled, the rest of the log is scanned, not folded (`debug.walk`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from easysched_es.core.codec import decode_command
 from easysched_es.core.commands import StartWorkflow
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
-from easysched_es.debug.replay import start_for
 from easysched_es.debug.views import iso
+from easysched_es.debug.walk import walk_instance
 from easysched_es.log.base import Record
-from easysched_es.runtime.fold import LogSource, fold_through, instance_partition
+from easysched_es.runtime.fold import LogSource, instance_partition
 from easysched_es.runtime.gc_pause import gc_paused
 
 
@@ -42,7 +43,12 @@ def trace(source: LogSource, instance: str, task: str | None = None) -> list[dic
 def trace_with_state(
     source: LogSource, instance: str, task: str | None = None
 ) -> tuple[list[dict[str, Any]], State | None]:
-    """The trace entries and the partition's state at the end of the log (None for an impossible id)."""
+    """The trace entries and the partition's state where the walk ended (None for an impossible id).
+
+    The walk ends at the end of the log, or earlier once nothing but a command naming the
+    instance could touch it and none follows (see `debug.walk`): the instance's part of that
+    state is the same as at the end of the log.
+    """
     entries: list[dict[str, Any]] = []
     try:
         partition = instance_partition(instance)
@@ -50,9 +56,8 @@ def trace_with_state(
         return entries, None
     if partition >= source.partitions:
         return entries, None
-    started_at = _start_offset(instance)
 
-    def sink(record: Record, events: list[Event], tag: str) -> None:
+    def sink(state: State, record: Record, events: list[Event], tag: str, clock: int) -> None:
         mine = [ev for ev in events if _touches(ev, instance, task)]
         command = None
         if record.corrupt is None:
@@ -80,11 +85,5 @@ def trace_with_state(
             )
 
     with source.commands() as commands, gc_paused():
-        state: State = start_for(source, commands, partition, until=started_at - 1).state
-        fold_through(commands, state, partition=partition, sink=sink, progress=True)
+        state = walk_instance(source, commands, partition, instance, sink)
     return entries, state
-
-
-def _start_offset(instance: str) -> int:
-    tail = instance.partition("-")[2]
-    return int(tail) if tail.isdigit() else 0

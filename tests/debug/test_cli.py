@@ -76,3 +76,27 @@ def test_verify_from_snapshots(busy: Path) -> None:
     assert out["ok"] and out["snapshots"]
     since = cli_json(busy, "verify", "--since", str(out["snapshots"][-1]["offset"]))
     assert since["ok"] and since["started_from"] == {"0": out["snapshots"][-1]["offset"]}
+
+
+def test_export_import_on_the_command_line(busy: Path, tmp_path: Path) -> None:
+    inst = cli_json(busy, "status", "--state", "FAILURE")[0]["instance"]
+    out = cli_json(busy, "export", inst, "-o", str(tmp_path / "bug.eslog"))
+    assert out["kind"] == "instance" and out["written_by"].startswith("easysched-es ")
+    new = out["instance_map"][inst]
+    there = tmp_path / "bug"
+    done = cli_json(there, "import", str(tmp_path / "bug.eslog"))
+    assert done["instance_map"] == {inst: new}
+    assert cli_json(there, "status", new)["state"] == "FAILURE"
+    assert cli(there, "verify").returncode == 0
+    assert cli_json(there, "why", new)["state"] == "FAILURE"
+    again = cli(there, "import", str(tmp_path / "bug.eslog"))
+    assert again.returncode == 1 and "already holds a log" in again.stderr
+    assert cli(busy, "export", "-o", str(tmp_path / "x")).returncode == 2
+    ranged = cli_json(busy, "export", "--from", "5000", "-o", str(tmp_path / "range.eslog"))
+    assert ranged["kind"] == "range" and ranged["first_offset"] >= 5000
+    cli(tmp_path / "r", "import", str(tmp_path / "range.eslog"), check=True)
+    assert cli(tmp_path / "r", "verify").returncode == 0
+    junk = tmp_path / "junk.eslog"
+    junk.write_bytes(b"not a log")
+    bad = cli(tmp_path / "j", "import", str(junk))
+    assert bad.returncode == 1 and "not an easysched export" in bad.stderr
