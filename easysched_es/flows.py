@@ -7,16 +7,51 @@ from pathlib import Path
 import msgspec
 import yaml
 
+from easysched_es.core import commands as c
 from easysched_es.core.codec import unencodable
 from easysched_es.core.definitions import DefinitionError, WorkflowDefinition, validate
+from easysched_es.schedule_times import parse_bound, parse_window
 
 
 class FlowFileError(ValueError):
     """A workflow file cannot be used; the message names the file and the field."""
 
 
+class ScheduleBlock(msgspec.Struct, forbid_unknown_fields=True):
+    """The `schedule:` block of a workflow file: the same fields as `easysched schedule set`."""
+
+    cron: str
+    timezone: str = "UTC"
+    start: str | None = None
+    end: str | None = None
+    overlap: str = "SKIP"
+    catchup_window: str | int = 0
+    online: bool | None = None
+    params: dict[str, str] = {}
+
+
 def load_flow(path: str | Path) -> WorkflowDefinition:
-    """Read, decode and validate one workflow file."""
+    """Read, decode and validate one workflow file (a `schedule:` block is read by `load_schedule`)."""
+    return _load(path)[0]
+
+
+def load_schedule(path: str | Path) -> c.SetSchedule | None:
+    """The SetSchedule command of a workflow file's `schedule:` block, or None if it has none."""
+    definition, block, p = _load(path)
+    if block is None:
+        return None
+    try:
+        return c.SetSchedule(
+            workflow=definition.name, cron=block.cron, timezone=block.timezone,
+            start=parse_bound(block.start, block.timezone), end=parse_bound(block.end, block.timezone, end=True),
+            overlap=block.overlap, catchup_window=parse_window(block.catchup_window), online=block.online,
+            params=block.params,
+        )
+    except ValueError as exc:
+        raise FlowFileError(f"{p}: schedule: {exc}") from None
+
+
+def _load(path: str | Path) -> tuple[WorkflowDefinition, ScheduleBlock | None, Path]:
     p = Path(path)
     try:
         text = p.read_bytes()
@@ -30,6 +65,12 @@ def load_flow(path: str | Path) -> WorkflowDefinition:
         raise FlowFileError(f"{p}: the YAML is nested too deeply to read (a workflow needs a few levels)") from None
     if not isinstance(data, dict):
         raise FlowFileError(f"{p}: expected a mapping with `name` and `tasks` at the top level")
+    block = None
+    if "schedule" in data:
+        try:
+            block = msgspec.convert(data.pop("schedule"), ScheduleBlock)
+        except msgspec.ValidationError as exc:
+            raise FlowFileError(f"{p}: schedule: {exc}") from None
     try:
         definition = msgspec.convert(data, WorkflowDefinition)
     except msgspec.ValidationError as exc:
@@ -43,4 +84,4 @@ def load_flow(path: str | Path) -> WorkflowDefinition:
         validate(definition)
     except DefinitionError as exc:
         raise FlowFileError(f"{p}: {exc}") from None
-    return definition
+    return definition, block, p

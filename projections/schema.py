@@ -12,6 +12,7 @@ import hashlib
 from projections import (
     commands_log,
     events_log,
+    schedule_fires,
     schedules,
     task_instances,
     timers,
@@ -29,6 +30,7 @@ MODELS: tuple[ReadModel, ...] = (
     task_instances.MODEL,
     timers.MODEL,
     schedules.MODEL,
+    schedule_fires.MODEL,
     events_log.MODEL,
     commands_log.MODEL,
 )

@@ -8,10 +8,11 @@ from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_p
 
 
 def cmd_define(args: argparse.Namespace) -> int:
-    from easysched_es.flows import load_flow
+    from easysched_es.flows import load_flow, load_schedule
 
     # All or nothing: every file is read and validated before the first one is defined.
     definitions = [(path, load_flow(path)) for path in args.files]
+    schedules = {path: load_schedule(path) for path in args.files}
     target = client(args)
     results = []
     for path, definition in definitions:
@@ -19,6 +20,12 @@ def cmd_define(args: argparse.Namespace) -> int:
         results.append({"file": path, "workflow": definition.name, "version": version})
         if not args.json:
             print(f"defined {definition.name} version {version} ({'OFFLINE' if args.offline else 'ONLINE'})")
+        schedule = schedules[path]  # the file's `schedule:` block, as `schedule set` would
+        if schedule is not None:
+            target._submit_schedule(schedule)
+            results[-1]["schedule"] = schedule.cron
+            if not args.json:
+                print(f"scheduled {definition.name}: {schedule.cron!r} in {schedule.timezone}")
     if args.json:
         print_json(results)
     return EXIT_OK

@@ -28,6 +28,9 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
         "state": inst.state,
         "started": iso(inst.started),
         "ended": iso(inst.ended),
+        # Who started it: START_PROCESS (a user), SCHEDULER (the workflow's schedule, for schedule_time).
+        "command_type": inst.command_type or "START_PROCESS",
+        "schedule_time": iso(inst.schedule_time),
         "tasks": [
             {
                 "name": t.name,

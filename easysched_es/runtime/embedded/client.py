@@ -26,6 +26,7 @@ from easysched_es.log.base import LogError, Record
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.fold import load_state
+from easysched_es.schedule_verbs import ScheduleVerbs
 
 
 class CommandRejectedError(Exception):
@@ -45,7 +46,7 @@ class Verdict:
     events: list[Event] = field(default_factory=list)
 
 
-class Client:
+class Client(ScheduleVerbs):
     """Produces commands to an embedded data directory."""
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
@@ -90,6 +91,13 @@ class Client:
         """Define (and by default release) a workflow; returns its version."""
         verdict = self.submit(c.DefineWorkflow(definition=definition, release=release))
         return next(ev.version for ev in verdict.events if isinstance(ev, WorkflowDefined))
+
+    def release(self, workflow: str, online: bool = True) -> Verdict:
+        """Put a workflow ONLINE (released) or OFFLINE (its schedule goes OFFLINE too)."""
+        return self.submit(c.SetReleaseState(workflow=workflow, online=online))
+
+    def _submit_schedule(self, command: c.Command) -> Verdict:
+        return self.submit(command)
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None) -> str:
         """Start an instance; returns its id."""

@@ -31,6 +31,7 @@ from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.client import CommandRejectedError, Verdict
 from easysched_es.runtime.fold import instance_partition
+from easysched_es.schedule_verbs import ScheduleVerbs, schedule_partition
 
 __all__ = ["KafkaClient", "NoMasterError", "instance_partition"]
 
@@ -39,7 +40,7 @@ class NoMasterError(LogError):
     """The command is in the log, but no master decided it in time."""
 
 
-class KafkaClient:
+class KafkaClient(ScheduleVerbs):
     """Produces commands to `<prefix>.commands` and waits for the verdicts."""
 
     def __init__(self, bootstrap: str | KafkaSettings, *, timeout: float = 30.0) -> None:
@@ -110,6 +111,10 @@ class KafkaClient:
     def release(self, workflow: str, online: bool) -> None:
         """Put a workflow ONLINE or OFFLINE in every partition."""
         self.submit_many(c.SetReleaseState(workflow=workflow, online=online), range(self.commands.partitions))
+
+    def _submit_schedule(self, command: c.Command) -> Verdict:
+        workflow = getattr(command, "workflow", "")
+        return self.submit(command, schedule_partition(workflow, self.commands.partitions))
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
               *, partition: int | None = None) -> str:
