@@ -85,6 +85,10 @@ PAUSED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 """Hooks called when an instance completes a pause (SUB_WORKFLOW registers one)."""
 
 
+RESUMED: list[Callable[[State, WorkflowInstance, Out], None]] = []
+"""Hooks called when an instance resumes (SUB_WORKFLOW registers one)."""
+
+
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
                    zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", "")) -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
@@ -338,4 +342,6 @@ def resume(state: State, inst: WorkflowInstance, out: Out) -> None:
     for ti in list(inst.tasks.values()):
         if ti.state == PAUSE:
             TYPES[ti.type].resume(state, inst, ti, dv.task(ti.name), out)
+    for hook in RESUMED:
+        hook(state, inst, out)
     maybe_finish(state, inst, out)

@@ -38,6 +38,8 @@ from easysched_es.core.state import (
 )
 from easysched_es.core.step import pending_effects, step_record
 from tests.core.helpers import T0, dep, item, shell, wf
+from tests.core.test_branching import conditions, switch
+from tests.core.test_sub_workflow import sub
 
 DEFINITIONS = [
     wf("up", shell("publish", retry_times=1)),
@@ -78,10 +80,33 @@ DEFINITIONS = [
         shell("t", upstream=["ready", "s"]),
         failure_strategy="END",
     ),
+    # CONDITIONS and SWITCH: a failure of src is handled by chk; sw reads src's output n.
+    wf(
+        "branchy",
+        shell("src", retry_times=1),
+        conditions("chk", ["src"], [("src", "SUCCESS")], ["sw"], ["alarm"]),
+        switch("sw", ["chk"], [("${n} > 3", "big"), ("${n} == 1", "one")], default="small"),
+        shell("big", upstream=["sw"]),
+        shell("one", upstream=["sw"]),
+        shell("small", upstream=["sw"], timeout=6.0, timeout_strategy="FAILED"),
+        shell("alarm", upstream=["chk"]),
+        shell("join", upstream=["big", "small"]),
+        params={"n": "1"},
+        failure_strategy="END",
+    ),
+    # A tree of SUB_WORKFLOW instances: top -> mid -> leaf.
+    wf("leaf", shell("nap", timeout=15.0, timeout_strategy="FAILED", retry_times=1),
+       dep("leaf_wait", item("up"), check_interval=5.0)),
+    wf("mid", sub("go_leaf", "leaf", N="${n}"), shell("mid_after", upstream=["go_leaf"]), params={"n": "2"}),
+    wf("top", shell("first"), sub("go_mid", "mid", upstream=["first"]), sub("go_leaf2", "leaf"),
+       shell("last", upstream=["go_mid"])),
 ]
 TASKS = {d.name: [t.name for t in d.tasks] for d in DEFINITIONS}
 DEF_TASK_TYPES = {(d.name, t.name): type(t).__name__ for d in DEFINITIONS for t in d.tasks}
 TICKS = [0, 1000, 2500, 5000, 7000, 10_000, 30_000]
+# Tasks whose failure is handled by a CONDITIONS task right downstream of them.
+HANDLED = {("branchy", "src")}
+STARTABLE = sorted(set(TASKS) - {"leaf"})
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -104,6 +129,14 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.wf_states: dict[str, str] = {}
         self.task_states: dict[tuple[str, str], tuple[str, int]] = {}
         self.finished: set[str] = set()
+        self.parent_of: dict[str, str] = {}
+
+    def ancestors(self, instance: str) -> list[str]:
+        found = []
+        while instance in self.parent_of:
+            instance = self.parent_of[instance]
+            found.append(instance)
+        return found
 
     # ---- driving ---------------------------------------------------------------------------
 
@@ -125,14 +158,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         for d in DEFINITIONS:
             self.send(c.DefineWorkflow(definition=d))
 
-    @rule(workflow=st.sampled_from(sorted(TASKS)), yesterday=st.booleans())
+    @rule(workflow=st.sampled_from(STARTABLE), yesterday=st.booleans())
     def start(self, workflow: str, yesterday: bool) -> None:
         schedule = self.now - 86_400_000 if yesterday else None
-        events = self.send(c.StartWorkflow(workflow=workflow, schedule_time=schedule))
-        for ev in events:
-            if isinstance(ev, e.WorkflowStarted):
-                self.instances.append(ev.instance)
-                self.workflow_of[ev.instance] = workflow
+        self.send(c.StartWorkflow(workflow=workflow, schedule_time=schedule))
 
     @precondition(lambda self: self.instances)
     @rule(data=st.data(), action=st.sampled_from(["stop", "pause", "resume"]))
@@ -181,12 +210,14 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._current_attempts())
     @rule(data=st.data(), exit_code=st.sampled_from([0, 0, 0, 1]))
     def worker_finishes(self, data: st.DataObject, exit_code: int) -> None:
-        """The realistic report: the current attempt of a running (or killed) task ends."""
+        """The realistic report: the current attempt of a running (or killed) task ends, maybe with outputs."""
         inst, task, attempt = data.draw(st.sampled_from(self._current_attempts()))
         killed = (inst, task, attempt) in self.kill_sent
+        outputs = data.draw(st.sampled_from([{}, {}, {"n": "5"}, {"n": "1"}, {"n": "x"}, {"bad-name": "1"}]))
         self.send(
             c.TaskFinished(
-                instance=inst, task=task, attempt=attempt, exit_code=-15 if killed else exit_code, killed=killed
+                instance=inst, task=task, attempt=attempt, exit_code=-15 if killed else exit_code, killed=killed,
+                outputs=outputs,
             )
         )
 
@@ -254,6 +285,8 @@ class SchedulerMachine(RuleBasedStateMachine):
                 key = (ev.instance, ev.task)
                 assert key not in self.killed, f"dispatch after kill: {ev}"
                 assert self.wf_states[ev.instance] == WF_RUNNING, f"dispatch while {self.wf_states[ev.instance]}: {ev}"
+                for ancestor in self.ancestors(ev.instance):
+                    assert self.wf_states[ancestor] not in (WF_READY_STOP, WF_STOP), f"dispatch under a stop: {ev}"
                 assert self.task_states[key] == (DISPATCH, ev.attempt)
                 self.dispatched.append((ev.instance, ev.task, ev.attempt))
                 self.dispatch_bytes[(ev.instance, ev.task, ev.attempt)] = encode(ev)
@@ -264,6 +297,15 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert (ev.instance, ev.task) not in self.killed, ev
             elif isinstance(ev, e.KillTaskProcess):
                 self.kill_sent.add((ev.instance, ev.task, ev.attempt))
+            elif isinstance(ev, e.WorkflowStarted):
+                self.instances.append(ev.instance)
+                self.workflow_of[ev.instance] = ev.workflow
+                if ev.parent:
+                    self.parent_of[ev.instance] = ev.parent
+                    assert self.wf_states[ev.parent] == WF_RUNNING, f"child started under a {ev.parent} not running"
+            elif isinstance(ev, e.BranchChosen):
+                assert (ev.instance, ev.task) not in self.killed, ev
+                assert self.wf_states[ev.instance] == WF_RUNNING, ev
             elif isinstance(ev, e.WorkflowStateChanged):
                 assert self.wf_states.get(ev.instance) not in WF_FINAL
                 self.wf_states[ev.instance] = ev.state
@@ -273,7 +315,10 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.wf_states[ev.instance] = ev.state
                 if ev.state == WF_SUCCESS:
                     assert sorted(ev.task_states) == sorted(TASKS[ev.workflow])
-                    assert set(ev.task_states.values()) == {"SUCCESS"}
+                    for task, task_state in ev.task_states.items():
+                        assert task_state in ("SUCCESS", "SKIPPED") or (
+                            task_state == "FAILURE" and (ev.workflow, task) in HANDLED
+                        ), (task, task_state)
 
     @invariant()
     def queue_matches_events_and_rules(self) -> None:
@@ -306,7 +351,10 @@ class SchedulerMachine(RuleBasedStateMachine):
                     "transient states end in their step"
                 )
                 if ti.kill_pending:
-                    assert ti.state in (KILL, "FAILURE") and ti.type == "SHELL"
+                    assert (ti.state in (KILL, "FAILURE") and ti.type == "SHELL") or (
+                        ti.state == KILL and ti.type == "SUB_WORKFLOW"
+                        and self.state.instances[ti.child].state == WF_READY_STOP
+                    ), (i, ti)
                 if ti.state == KILL:
                     assert self.state.queue.pending_for(i, name) == []
                 if inst.state == WF_RUNNING and ti.state == RUNNING and ti.type == "DEPENDENT":
@@ -323,11 +371,31 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert any(t.kill_pending for t in inst.tasks.values()), "READY_STOP waits only for kill confirmations"
             if inst.state == WF_PAUSE:
                 assert not any(
-                    t.kill_pending or (t.type == "SHELL" and t.state in (DISPATCH, RUNNING))
+                    t.kill_pending or (t.type in ("SHELL", "SUB_WORKFLOW") and t.state in (DISPATCH, RUNNING))
                     for t in inst.tasks.values()
                 )
             if inst.state == WF_STOP:
                 assert all(t.state in TASK_FINAL for t in inst.tasks.values())
+
+    @invariant()
+    def stop_rules_hold_over_trees(self) -> None:
+        """Section 6 over SUB_WORKFLOW trees: a stopping parent's sub-tree is stopping or ended,
+        holds no timer and starts nothing; a STOP parent's whole tree has ended."""
+        for i, inst in self.state.instances.items():
+            ups = [self.state.instances[a].state for a in self.ancestors(i)]
+            if WF_STOP in ups:
+                assert inst.state in WF_FINAL, f"{i} is {inst.state} under a STOP ancestor"
+            if WF_READY_STOP in ups or WF_STOP in ups:
+                assert inst.state in WF_FINAL or inst.state == WF_READY_STOP, f"{i} is {inst.state} under a stop"
+                assert not [t for t in self.state.queue.entries() if t.instance == i], f"timer in {i} under a stop"
+            for ti in inst.tasks.values():
+                if ti.type == "SUB_WORKFLOW" and ti.child:
+                    child = self.state.instances[ti.child]
+                    assert (child.parent, child.parent_task) == (i, ti.name)
+                    if ti.state in (RUNNING, PAUSE):
+                        assert child.state not in WF_FINAL, f"{ti.child} ended but {i}.{ti.name} is {ti.state}"
+                    if ti.state == PAUSE:
+                        assert child.state == WF_PAUSE
 
     @invariant()
     def pending_effects_match_the_state(self) -> None:
@@ -376,4 +444,6 @@ def test_the_definitions_are_valid() -> None:
 
     for d in DEFINITIONS:
         validate(d)
-    assert set(DEF_TASK_TYPES.values()) == {"ShellTask", "DependentTask"}
+    assert set(DEF_TASK_TYPES.values()) == {
+        "ShellTask", "DependentTask", "ConditionsTask", "SwitchTask", "SubWorkflowTask"
+    }

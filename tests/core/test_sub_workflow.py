@@ -155,3 +155,22 @@ def test_offline_child_and_unknown_parameter_fail_the_task_with_the_reason() -> 
     inst = m.start("p2")
     (failed,) = of(m.log, e.TaskStateChanged, instance=inst, task="s", state=FAILURE)
     assert failed.reason == "child workflow 'child' is OFFLINE: release it"
+
+
+def test_a_resume_before_the_pause_completed_resumes_the_child_too() -> None:
+    m, inst, child = setup()
+    m.started(child, "load")
+    m.send(c.PauseWorkflow(instance=inst))
+    m.send(c.ResumeWorkflow(instance=inst))
+    assert m.wf_state(child) == WF_RUNNING and m.wf_state(inst) == WF_RUNNING
+    events = _finish(m, child, "load")
+    assert of(events, e.DispatchTask, instance=child, task="after")
+
+
+def test_the_kill_confirmation_of_a_sub_workflow_task_is_a_kill_confirmed_event() -> None:
+    m, inst, child = setup()
+    m.started(child, "load")
+    m.send(c.StopWorkflow(instance=inst))
+    events = _finish(m, child, "load", exit_code=-15, killed=True)
+    confirmed = of(events, e.KillConfirmed, instance=inst, task="run_child")
+    assert len(confirmed) == 1 and not m.task(inst, "run_child").kill_pending

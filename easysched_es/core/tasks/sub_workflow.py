@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from easysched_es.core import events as e
 from easysched_es.core import outputs, workflow
 from easysched_es.core.definitions import SubWorkflowTask, WorkflowDefinition
 from easysched_es.core.state import (
@@ -73,8 +74,9 @@ def _settle(state: State, parent: WorkflowInstance, ti: TaskInstance, child: Wor
     """The child reached a final state: the task ends accordingly (or its kill is confirmed)."""
     why = f"child instance {child.id} ({child.workflow}) ended {child.state}"
     if ti.kill_pending:
+        # What the killed task ran is gone: the same fact a worker reports for a process.
         ti.kill_pending = False
-        task_changed(parent, ti, out, f"kill confirmed: {why}")
+        out.append(e.KillConfirmed(instance=parent.id, task=ti.name, attempt=ti.attempt, exit_code=0))
         workflow.maybe_finish(state, parent, out)
         return
     if ti.state not in (RUNNING, PAUSE):
@@ -118,8 +120,18 @@ def _child_paused(state: State, child: WorkflowInstance, out: Out) -> None:
         workflow.maybe_finish(state, parent, out)
 
 
+def _parent_resumed(state: State, parent: WorkflowInstance, out: Out) -> None:
+    """A parent resumed before its pause completed: its still-RUNNING SUB_WORKFLOW tasks resume their children."""
+    for ti in list(parent.tasks.values()):
+        if ti.type == SubWorkflow.name and ti.state == RUNNING and ti.child:
+            child = state.instances.get(ti.child)
+            if child is not None and child.state in (WF_PAUSE, WF_READY_PAUSE):
+                workflow.resume(state, child, out)
+
+
 workflow.FINISHED.append(_child_finished)
 workflow.PAUSED.append(_child_paused)
+workflow.RESUMED.append(_parent_resumed)
 
 
 class SubWorkflow(TaskType):
