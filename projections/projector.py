@@ -164,6 +164,8 @@ class Projector:
         self.skipped = 0
         self.last_commit_wall: float | None = None
         self.last_error: str | None = None
+        self.value_notes = 0
+        self.last_note: str | None = None
         self._closed = False
         try:
             self._open_schema()
@@ -366,6 +368,13 @@ class Projector:
         finally:
             for buf in self._buffers.values():
                 buf.clear()
+        if self._writer.notes:
+            # Never stall on a value: it is stored as NULL, and said so here and in status().
+            for note in self._writer.notes:
+                log.warning("projection: %s", note)
+            self.value_notes += len(self._writer.notes)
+            self.last_note = self._writer.notes[-1]
+            self._writer.notes.clear()
         return _Chunk(loads, moved, records, events, full)
 
     def _complete(self, future: Future[None], chunk: _Chunk, bar: tqdm[Any] | None) -> None:
@@ -520,6 +529,8 @@ class Projector:
             "skipped_records": self.skipped,
             "last_commit_at": self.last_commit_wall,
             "last_error": self.last_error,
+            "value_notes": self.value_notes,
+            "last_note": self.last_note,
         }
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from projections.model import FIRST, Delete, ReadModel, Row, quote
 
@@ -122,23 +123,56 @@ class TableBuffer:
         self._deleted.clear()
 
 
-def arrow_table(model: ReadModel, rows: Sequence[Sequence[Any]], names: Sequence[str] | None = None) -> pa.Table:
+def arrow_table(
+    model: ReadModel, rows: Sequence[Sequence[Any]], names: Sequence[str] | None = None,
+    notes: list[str] | None = None,
+) -> pa.Table:
     """Handler rows (tuples in `model.staged_columns` order) as an Arrow table typed like those columns.
 
     `names` says which columns the rows hold, in that order, when they are not whole rows
-    (the keys to delete).
+    (the keys to delete). A value the column cannot hold (a time past year 9999, an integer
+    out of range) becomes NULL, and `notes` gets a line saying which.
     """
     by_name = {c.name: c for c in model.columns}
     columns = model.staged_columns if names is None else tuple(by_name[n] for n in names)
     # One pass per column: zip(*rows) over a million rows is several times slower.
-    arrays = [_arrow_column(col.type, list(map(itemgetter(i), rows))) for i, col in enumerate(columns)]
+    arrays = []
+    for i, col in enumerate(columns):
+        values = list(map(itemgetter(i), rows))
+        array, nulled = _arrow_column(col.type, values)
+        if nulled and notes is not None:
+            notes.append(f"{model.name}.{col.name}: {len(nulled)} value(s) out of range stored as NULL "
+                         f"(first: {nulled[0]!r})")
+        arrays.append(array)
     return pa.Table.from_arrays(arrays, names=[c.name for c in columns])
 
 
-def _arrow_column(sql_type: str, values: Sequence[Any]) -> pa.Array:
+# What DuckDB can store: TIMESTAMP (epoch ms here) from year 1 to 9999, BIGINT and INTEGER.
+_RANGES: dict[str, tuple[int, int]] = {
+    "TIMESTAMP": (-62_135_596_800_000, 253_402_300_799_999),
+    "BIGINT": (-(2**63), 2**63 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1),
+}
+
+
+def _arrow_column(sql_type: str, values: list[Any]) -> tuple[pa.Array, list[Any]]:
+    """The column as Arrow, and the values that had to become NULL (usually none: one fast pass)."""
     if sql_type == "JSON":
-        return _json_column(values)
-    return pa.array(values, _ARROW_TYPES[sql_type])
+        return _json_column(values), []
+    bounds = _RANGES.get(sql_type)
+    if bounds is None:
+        return pa.array(values, _ARROW_TYPES[sql_type]), []
+    try:
+        ints = pa.array(values, pa.int64())
+        low, high = pc.min_max(ints).values()
+        if (low.as_py() is None or low.as_py() >= bounds[0]) and (high.as_py() is None or high.as_py() <= bounds[1]):
+            return ints.cast(_ARROW_TYPES[sql_type]), []
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        pass
+    lo, hi = bounds
+    nulled = [v for v in values if v is not None and not (isinstance(v, int) and lo <= v <= hi)]
+    kept = [v if v is None or (isinstance(v, int) and lo <= v <= hi) else None for v in values]
+    return pa.array(kept, _ARROW_TYPES[sql_type]), nulled
 
 
 def _json_column(values: Sequence[bytes | None]) -> pa.Array:
@@ -206,6 +240,8 @@ class Writer:
     def __init__(self, conn: duckdb.DuckDBPyConnection, models: Sequence[ReadModel]) -> None:
         self._conn = conn
         self._sql = {m.name: _Statements(m) for m in models}
+        # What `prepare` stored as NULL because a column could not hold it (taken by the projector).
+        self.notes: list[str] = []
 
     def prepare(self, buffers: Sequence[TableBuffer]) -> list[Load]:
         """The loads of every non-empty buffer, in buffer order; clears the buffers."""
@@ -217,10 +253,10 @@ class Writer:
             sql = self._sql[model.name]
             deleted = buf.deleted_keys()
             if deleted:
-                loads.append(Load(sql.delete_stage, arrow_table(model, deleted, model.key), sql.delete))
+                loads.append(Load(sql.delete_stage, arrow_table(model, deleted, model.key, self.notes), sql.delete))
             rows = buf.rows()
             if rows:
-                loads.append(Load(sql.stage, arrow_table(model, rows), sql.write))
+                loads.append(Load(sql.stage, arrow_table(model, rows, notes=self.notes), sql.write))
             buf.clear()
         return loads
 
