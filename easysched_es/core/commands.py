@@ -16,6 +16,8 @@ from easysched_es.core.definitions import WorkflowDefinition
 
 class _Command(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=True):
     at: int = 0
+    # A client's id for this request: a repeat of it gets the first decision (core/requests.py).
+    request_id: str = ""
 
 
 class DefineWorkflow(_Command, tag="define"):

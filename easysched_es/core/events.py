@@ -43,6 +43,20 @@ class CommandRejected(_Event, tag="command_rejected"):
     task: str = ""
 
 
+class RequestRepeated(_Event, tag="request_repeated"):
+    """A command repeated a remembered `request_id`: nothing changed; this is the first decision.
+
+    `first_offset` is the offset of the first command with the id, `instance` the instance it
+    concerned (the one it created, for a start) and `rejected` the reason if it was rejected.
+    """
+
+    request_id: str
+    first_offset: int
+    command: str
+    instance: str = ""
+    rejected: str = ""
+
+
 class CommandSkipped(_Event, tag="command_skipped"):
     """An operator's `skip` (the command at `skip_offset`) made the fold pass over this command.
 
@@ -281,6 +295,7 @@ Event = (
     WorkflowDefined
     | ReleaseStateChanged
     | CommandRejected
+    | RequestRepeated
     | CommandSkipped
     | SkipRecorded
     | WorkflowStarted

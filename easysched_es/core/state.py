@@ -13,6 +13,7 @@ import msgspec
 
 from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
 from easysched_es.core.delay_queue import DelayQueue, TimerEntry
+from easysched_es.core.requests import RequestRecord
 from easysched_es.core.slots import Capacity, CapacityData
 
 # Workflow instance states (DolphinScheduler names).
@@ -210,6 +211,8 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     schedules: dict[str, Schedule] = {}
     # Worker slots, pools and the wait queue for slots (core/capacity.py); absent if unused.
     capacity: CapacityData | None = None
+    # Recent client request ids and their first decisions (core/requests.py).
+    requests: dict[str, RequestRecord] = {}
 
 
 class State:
@@ -217,7 +220,7 @@ class State:
 
     __slots__ = (
         "_upstream_by_time", "capacity", "instances", "last_offset", "now", "partition", "position", "queue",
-        "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -241,6 +244,7 @@ class State:
         # Offset of a command passed over by a skip -> offset of that skip (until it is applied).
         self.skipped: dict[int, int] = {}
         self.capacity = Capacity()
+        self.requests: dict[str, RequestRecord] = {}
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -259,6 +263,7 @@ class State:
             timer_seq=self.queue.seq,
             skipped=self.skipped,
             capacity=self.capacity.data(),
+            requests=self.requests,
         )
 
     @classmethod
@@ -277,6 +282,7 @@ class State:
         state.queue = DelayQueue.restore(snap.timers, snap.timer_seq)
         state.skipped = snap.skipped
         state.capacity = Capacity.restore(snap.capacity)
+        state.requests = snap.requests
         return state
 
 

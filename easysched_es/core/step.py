@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from easysched_es.core import capacity, schedules, spawn_rules, time_params, workflow
+from easysched_es.core import capacity, requests, schedules, spawn_rules, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command
@@ -80,6 +80,26 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
     if offset <= state.last_offset:
         raise SequenceError(f"offset {offset} does not follow the last applied offset {state.last_offset}")
     state.last_offset = offset
+    if command.request_id:
+        return state, _requested(state, command, offset)
+    return state, _decide(state, command, offset)
+
+
+def _requested(state: State, command: c.Command, offset: int) -> list[e.Event]:
+    """A command with a client request id: a repeat gets the first decision, a new one is decided."""
+    tag = _TAGS[type(command)]
+    bad = requests.check(command)
+    if bad is not None:
+        return [e.CommandRejected(command=tag, reason=bad)]
+    first = requests.repeat(state.requests, command, tag)
+    if first is not None:
+        return [first]
+    out = _decide(state, command, offset)
+    requests.remember(state.requests, command, tag, offset, out, state.now)
+    return out
+
+
+def _decide(state: State, command: c.Command, offset: int) -> list[e.Event]:
     out: Out = []
     try:
         if not 0 <= command.at <= MAX_TIME:
@@ -93,7 +113,7 @@ def step(state: State, command: c.Command, offset: int) -> tuple[State, list[e.E
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
     except (schedules.ScheduleError, capacity.CapacityError) as r:
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=str(r))]
-    return state, out
+    return out
 
 
 def step_record(
