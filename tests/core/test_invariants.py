@@ -19,6 +19,7 @@ from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.delay_queue import DEPENDENT_CHECK, RETRY, TIMEOUT
+from easysched_es.core.schedules import SCHEDULE, SCHEDULE_TIMERS
 from easysched_es.core.state import (
     DELAY,
     DISPATCH,
@@ -242,6 +243,37 @@ class SchedulerMachine(RuleBasedStateMachine):
     def release(self, workflow: str, online: bool) -> None:
         self.send(c.SetReleaseState(workflow=workflow, online=online))
 
+    # ---- schedules: an OFFLINE or deleted schedule has no entry, after every step -------------
+
+    @rule(workflow=st.sampled_from(["up", "chain", "instant"]),
+          cron=st.sampled_from(["*/5 * * * * ?", "0 * * * * ?", "*/7 * * * * ?", "*/3 * * * * ? 2024"]),
+          overlap=st.sampled_from(["SKIP", "BUFFER_ONE", "BUFFER_ALL", "CANCEL_OTHER", "ALLOW_ALL"]),
+          catchup=st.sampled_from([0, -1, 12_000]), online=st.sampled_from([None, True, False]))
+    def schedule_set(self, workflow: str, cron: str, overlap: str, catchup: int, online: bool | None) -> None:
+        self.send(c.SetSchedule(workflow=workflow, cron=cron, overlap=overlap, catchup_window=catchup, online=online))
+
+    @rule(workflow=st.sampled_from(["up", "chain", "instant"]), online=st.booleans())
+    def schedule_state(self, workflow: str, online: bool) -> None:
+        self.send(c.SetScheduleState(workflow=workflow, online=online))
+
+    @rule(workflow=st.sampled_from(["up", "chain", "instant"]))
+    def schedule_delete(self, workflow: str) -> None:
+        self.send(c.DeleteSchedule(workflow=workflow))
+
+    @rule(workflow=st.sampled_from(["up", "chain", "instant"]))
+    def schedule_trigger(self, workflow: str) -> None:
+        self.send(c.TriggerSchedule(workflow=workflow))
+
+    @invariant()
+    def an_offline_or_deleted_schedule_has_no_entry(self) -> None:
+        entries = {t.task: t.due for t in self.state.queue.entries() if t.kind == SCHEDULE}
+        for name, sched in self.state.schedules.items():
+            armed = sched.online and self.state.workflows[name].online and sched.next_fire is not None
+            assert entries.get(name) == (sched.next_fire if armed else None), (name, sched, entries)
+        assert set(entries) <= {n for n, s in self.state.schedules.items() if s.online}, "entry of a deleted schedule"
+        for t in self.state.queue.entries():
+            assert (t.kind == SCHEDULE) == (t.instance == SCHEDULE_TIMERS)
+
     @rule(payload=st.sampled_from([b"\xc1", b"\x81\xa4type\xa5bogus", encode({"type": "kill_task", "instance": 3})]))
     def malformed(self, payload: bytes) -> None:
         events = self.apply(payload)
@@ -260,6 +292,13 @@ class SchedulerMachine(RuleBasedStateMachine):
     def check_events(self, events: list[e.Event]) -> None:
         """Fold the events independently and check the rules that concern *when* things happen."""
         for ev in events:
+            if isinstance(ev, (e.TimerSet, e.TimerCancelled, e.TimerFired)) and ev.kind == SCHEDULE:
+                key = (ev.instance, ev.task, ev.kind)
+                if isinstance(ev, e.TimerSet):
+                    self.timers[key] = ev.due
+                else:
+                    assert self.timers.pop(key, None) is not None, f"schedule entry was not pending: {ev}"
+                continue
             if isinstance(ev, e.TimerSet):
                 key = (ev.instance, ev.task, ev.kind)
                 assert (ev.instance, ev.task) not in self.killed, f"timer set for killed task: {ev}"
@@ -327,6 +366,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert self.timers == {(t.instance, t.task, t.kind): t.due for t in entries}, "events describe the queue"
         assert queue.earliest() == (min(self.timers.values()) if self.timers else None)
         for t in entries:
+            if t.kind == SCHEDULE:
+                continue  # see an_offline_or_deleted_schedule_has_no_entry
             inst = self.state.instances[t.instance]
             ti = inst.tasks[t.task]
             assert ti.state not in TASK_FINAL and ti.state != PAUSE, f"{t} pending for a {ti.state} task"
