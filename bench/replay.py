@@ -1,11 +1,13 @@
 """Replay speed: fold N commands from the embedded log, beside msgspec's bare decode of the same records.
 
-    python bench/replay.py [--commands 1000000]
+    python bench/replay.py [--commands 1000000] [--debugging-only]
 
 The workload is what a busy scheduler logs: workflows of three chained SHELL tasks, each
 attempt reported started and finished by a worker, worker heartbeats, and clock ticks.
 Prints commands/s for (a) reading + decoding only and (b) reading + decoding + folding,
-and the ratio b/a (target >= 0.5).
+and the ratio b/a (target >= 0.5). Then the debugging figures of `bench/replay_debug.py`
+(replay to random offsets and times from the sparse snapshot index, export, trace) beside the
+full fold of the same log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import replay_debug
 
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_command, encode
@@ -96,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="best of N timed passes")
+    parser.add_argument("--every", type=int, default=40_000, help="commands between snapshots of the index")
+    parser.add_argument("--debugging-only", action="store_true", help="skip the fold-speed passes")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="easysched-bench-replay-"))
     try:
@@ -118,6 +123,8 @@ def main() -> None:
         def fold_runtime() -> None:
             fold_stream(stream, State())
 
+        if args.debugging_only:
+            return replay_debug.run(root, args.every)
         results = {}
         for name, fn in (
             ("read+decode (msgspec bare)", bare),
@@ -130,6 +137,7 @@ def main() -> None:
         base = results["read+decode (msgspec bare)"]
         for name in list(results)[1:]:
             print(f"ratio {name} / bare decode: {results[name] / base:.2f}  (target >= 0.5)")
+        replay_debug.run(root, args.every)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -60,6 +60,10 @@ def _next_naming(stream: Stream, partition: int, position: int, instance: str) -
     return None
 
 
+class _Settled(Exception):
+    """Raised from the sink to end a fold once the instance is settled (the state is consistent then)."""
+
+
 def walk_instance(source: LogSource, stream: Stream, partition: int, instance: str, sink: WalkSink) -> State:
     """Feed `sink` every record that can touch `instance`, folded on the exact state; returns the last state.
 
@@ -69,8 +73,12 @@ def walk_instance(source: LogSource, stream: Stream, partition: int, instance: s
     current: list[State] = []
 
     def step_sink(record: Record, events: list[Event], tag: str) -> None:
-        sink(current[0], record, events, tag, clock[0])
-        clock[0] = current[0].now
+        state = current[0]
+        sink(state, record, events, tag, clock[0])
+        clock[0] = state.now
+        # Only an event about the instance can settle it: check then, not after every record.
+        if any(getattr(ev, "instance", None) == instance for ev in events) and settled(state, instance):
+            raise _Settled
 
     once_sink = once(step_sink)
     clock = [0]
@@ -80,13 +88,11 @@ def walk_instance(source: LogSource, stream: Stream, partition: int, instance: s
         current[:] = [state]
         clock[0] = state.now
         while True:
-            # Fold in chunks until the instance settles (or the log ends).
-            while True:
-                applied = fold_stream(stream, state, partition=partition, sink=once_sink, max_records=256, skips=skips)
-                if applied == 0 or (instance in state.instances and settled(state, instance)):
-                    break
-            if applied == 0:
-                return state
+            try:
+                fold_stream(stream, state, partition=partition, sink=once_sink, skips=skips)
+                return state  # the log ended first
+            except _Settled:
+                pass
             found = _next_naming(stream, partition, state.position, instance)
             if found is None:
                 return state
