@@ -223,9 +223,11 @@ def on_due(state: State, workflow_name: str, due: int, now: int, offset: int, ou
     if s.catchup_window < 0:
         first_run: int | None = due
     elif s.catchup_window == 0:
-        first_run = cron.last_fire(s.cron, now, due, s.zone)
+        after_due = _next(s, due)
+        # The usual case (one fire passed) needs no search; after downtime, find the latest.
+        first_run = due if after_due is None or after_due > now else cron.last_fire(s.cron, now, after_due, s.zone)
         if s.end is not None and first_run > s.end:
-            first_run = None  # cannot happen: `due` <= end was armed and last_fire <= now
+            first_run = cron.last_fire(s.cron, s.end, due, s.zone)
     else:
         first_run = _next(s, max(now - s.catchup_window, due) - 1)
     window = "the latest missed fire" if s.catchup_window == 0 else f"{s.catchup_window} ms"
@@ -302,11 +304,10 @@ def _fire(state: State, s: Schedule, nominal: int, offset: int, out: Out, why: s
 
 
 def _start(state: State, s: Schedule, nominal: int, offset: int, out: Out, why: str) -> None:
-    base_id = f"{state.partition}-{offset}"
-    instance_id, k = base_id, 0
-    while instance_id in state.instances:  # several fires (or schedules) in one step
-        k += 1
-        instance_id = f"{base_id}-{k}"
+    # Several fires (or schedules) in one step: P-O, then P-O-1, P-O-2, ... (a per-step count).
+    at, k = state.fire_seq if state.fire_seq[0] == offset else (offset, 0)
+    state.fire_seq = (at, k + 1)
+    instance_id = f"{state.partition}-{offset}" + (f"-{k}" if k else "")
     out.append(e.ScheduleFired(workflow=s.workflow, nominal=nominal, outcome=STARTED, instance=instance_id,
                                reason=why))
     s.running.append(instance_id)  # before the start: an instance that ends at once unregisters itself

@@ -219,8 +219,8 @@ class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "capacity", "instances", "last_offset", "now", "partition", "position", "queue",
-        "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "capacity", "fire_seq", "instances", "last_offset", "now", "partition", "position",
+        "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -240,6 +240,9 @@ class State:
         self.workers: dict[str, int] = {}
         self.worker_timeouts: dict[str, int] = {}
         self.schedules: dict[str, Schedule] = {}
+        # (offset, count) of instances schedules started in the step at that offset: their ids.
+        # Derived and never snapshotted: a step starts from count 0 at its new offset.
+        self.fire_seq: tuple[int, int] = (-1, 0)
         self.queue = DelayQueue()
         # Offset of a command passed over by a skip -> offset of that skip (until it is applied).
         self.skipped: dict[int, int] = {}
