@@ -30,6 +30,40 @@ class ScheduleBlock(msgspec.Struct, forbid_unknown_fields=True):
     params: dict[str, str] = {}
 
 
+def _as_text(value: object) -> str | None:
+    """A YAML scalar as DolphinScheduler users mean it: `3` is "3", `true` is "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    return value if isinstance(value, str) else None
+
+
+def stringify_values(data: dict[str, object]) -> str | None:
+    """Turn numbers and booleans in `params` and tasks' `env` into strings, in place.
+
+    Returns why a value cannot be a parameter (a list, a mapping, a null), naming the key, or None.
+    """
+    maps: list[tuple[str, object]] = [("parameter", data.get("params"))]
+    tasks = data.get("tasks")
+    for task in tasks if isinstance(tasks, list) else []:
+        if isinstance(task, dict):
+            maps.append((f"task {str(task.get('name'))[:60]!r} env", task.get("env")))
+    for field, values in maps:
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if not isinstance(key, str):
+                return (f"{field} name {key!r} is not a string (YAML reads unquoted on/off/yes/no as booleans "
+                        "and digits as numbers): quote it")
+            text = _as_text(value)
+            if text is None:
+                kind = "null" if value is None else type(value).__name__
+                return f"{field} {str(key)[:60]!r} is a {kind}; a value must be a string, a number or a boolean"
+            values[key] = text
+    return None
+
+
 def load_flow(path: str | Path) -> WorkflowDefinition:
     """Read, decode and validate one workflow file (a `schedule:` block is read by `load_schedule`)."""
     return _load(path)[0]
@@ -71,6 +105,9 @@ def _load(path: str | Path) -> tuple[WorkflowDefinition, ScheduleBlock | None, P
             block = msgspec.convert(data.pop("schedule"), ScheduleBlock)
         except msgspec.ValidationError as exc:
             raise FlowFileError(f"{p}: schedule: {exc}") from None
+    problem = stringify_values(data)
+    if problem:
+        raise FlowFileError(f"{p}: {problem}")
     try:
         definition = msgspec.convert(data, WorkflowDefinition)
     except msgspec.ValidationError as exc:

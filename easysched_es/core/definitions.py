@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from easysched_es.core import dag, spawn_rules, time_params
+from easysched_es.core import dag, limits, spawn_rules, time_params
 
 Relation = Literal["AND", "OR"]
 Cycle = Literal["MINUTE", "HOUR", "DAY", "WEEK", "MONTH"]
@@ -188,9 +188,9 @@ def validate(definition: WorkflowDefinition) -> None:
         raise DefinitionError("workflow name is empty")
     if not definition.tasks:
         raise DefinitionError(f"{where} has no tasks")
-    spawn_problem = spawn_rules.definition_problem(definition)
+    spawn_problem = spawn_rules.definition_problem(definition) or limits.definition_problem(definition)
     if spawn_problem:
-        raise DefinitionError(f"{where}: {spawn_problem}")
+        raise DefinitionError(f"{where[:80]}: {spawn_problem}")
     names: set[str] = set()
     for task in definition.tasks:
         if not task.name:

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from easysched_es.core import capacity, requests, schedules, spawn_rules, time_params, workflow
+from easysched_es.core import capacity, limits, requests, schedules, spawn_rules, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command
@@ -229,7 +229,8 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
         raise _Rejected(f"workflow {cmd.workflow!r} is OFFLINE: release it before starting it")
     if cmd.schedule_time is not None and not 0 <= cmd.schedule_time <= MAX_TIME:
         raise _Rejected(f"schedule_time={cmd.schedule_time} is out of range (epoch milliseconds, years 1970 to 9999)")
-    if problem := spawn_rules.env_problem("parameter", cmd.params):
+    if problem := spawn_rules.env_problem("parameter", cmd.params) or limits.start_problem(
+            entry.latest.definition, cmd.params):
         raise _Rejected(problem)
     zone = schedules.zone_of(state, cmd.workflow)
     try:

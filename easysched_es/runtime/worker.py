@@ -13,6 +13,7 @@ worker that adopts a process it did not spawn cannot wait for it, but it can rea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import heapq
 import json
 import logging
@@ -138,7 +139,7 @@ class Worker:
             if d not in self._dirs:
                 d.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(d)
-        name = f"{quote(task, safe='')}.{attempt}"
+        name = attempt_file_name(task, attempt)
         return run_dir / name, log_dir / f"{name}.log"
 
     def _marker(self, key: Key) -> str:
@@ -399,6 +400,27 @@ class Worker:
             )
         else:
             self._finished(proc.key, code, killed=proc.killed)
+
+
+# File names are at most 255 bytes; the attempt's files add ".N.log" / ".N.rc" to the task's part.
+_MAX_TASK_PART = 150
+
+
+def attempt_file_name(task: str, attempt: int) -> str:
+    """The file-system-safe base name of an attempt's claim and log files, whatever the task name.
+
+    The name is percent-quoted (`/`, unicode and control characters cannot escape the directory
+    or confuse a shell); a quoted name too long for a file name is cut and made unique again
+    by a hash of the full name, so any task name the fold accepts gets a usable log file.
+    """
+    part = quote(task, safe="")
+    if len(part) > _MAX_TASK_PART or part in (".", ".."):
+        cut = part[:100]
+        if "%" in cut[-2:]:
+            cut = cut[:cut.rindex("%")]  # never split a %XX escape
+        digest = hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        part = f"{cut}~{digest}"
+    return f"{part}.{attempt}"
 
 
 def _read_rc(claim: Path) -> int | None:

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from easysched_es.runtime.fold import LogSource
+from easysched_es.runtime.worker import attempt_file_name
 from easysched_es.web import data
 from easysched_es.web.actions import Actions
 from easysched_es.web.metrics import ProjectionCollector, render
@@ -65,7 +66,7 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=selec
 
 def log_path(logs_dir: Path, instance: str, task: str, attempt: int) -> Path:
     """Where the embedded worker writes an attempt's output (see `runtime.worker.Worker`)."""
-    return logs_dir / quote(instance, safe="") / f"{quote(task, safe='')}.{attempt}.log"
+    return logs_dir / quote(instance, safe="") / f"{attempt_file_name(task, attempt)}.log"
 
 
 def read_tail(path: Path, start: int | None) -> dict[str, Any]:
