@@ -18,7 +18,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from easysched_es.cli import capacity, debug, exchange, kafka, queries, schedules, service, skip, ui, workflows
+from easysched_es.cli import (
+    capacity,
+    debug,
+    dsimport,
+    exchange,
+    kafka,
+    queries,
+    schedules,
+    service,
+    skip,
+    ui,
+    workflows,
+)
 from easysched_es.cli.common import (
     DEFAULT_KAFKA_TIMEOUT,
     EXIT_CODES_HELP,
@@ -38,7 +50,7 @@ argparse._ = str  # type: ignore[attr-defined]
 argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
 
 # One line per subcommand module: each has `register(reg)`.
-MODULES = (workflows, queries, debug, exchange, service, kafka, skip, ui, capacity, schedules)
+MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules)
 
 
 def build_parser() -> argparse.ArgumentParser:
