@@ -145,10 +145,13 @@ class _Slice:
 
     def __init__(self, instance: str, partition: int) -> None:
         self.instance, self.partition = instance, partition
-        # ("command", Command, clock before) | ("upstream", (workflow, UpstreamRecord), at)
-        self.items: list[tuple[str, Any, int]] = []
+        # ("command", Command, clock before, original offset or -1) | ("upstream", (workflow, record), at, -1)
+        self.items: list[tuple[str, Any, int, int]] = []
         self.started: State | None = None
         self.workflows: set[str] = set()
+        self.via_children: set[str] = set()
+        # The instance and its SUB_WORKFLOW descendants: their commands are all in the slice.
+        self.family: set[str] = {instance}
 
     def sink(self, state: State, record: Record, events: list[Event], tag: str, clock: int) -> None:
         command = None
@@ -157,63 +160,90 @@ class _Slice:
                 command = decode_command(record.payload)
             except msgspec.MsgspecError:
                 command = None
-        inst_id = self.instance
-        started_here = isinstance(command, c.StartWorkflow) and f"{self.partition}-{record.offset}" == inst_id
-        mine = [i for i, ev in enumerate(events) if getattr(ev, "instance", None) == inst_id]
-        own = started_here or bool(mine) or getattr(command, "instance", None) == inst_id
+        family = self.family
+        started_here = isinstance(command, c.StartWorkflow) and f"{self.partition}-{record.offset}" == self.instance
         if started_here:
             self._at_start(state, clock)
+        for ev in events:  # SUB_WORKFLOW children (and theirs) belong to the slice
+            if isinstance(ev, WorkflowStarted) and ev.parent in family:
+                family.add(ev.instance)
+        mine = [i for i, ev in enumerate(events) if getattr(ev, "instance", None) in family]
+        own = started_here or bool(mine) or getattr(command, "instance", None) in family
         watched = isinstance(command, c.Heartbeat) and (
             command.timeout_ms > 0 or command.worker in state.worker_timeouts
         )
         if self.started is None:
-            if own or watched:
-                self.items.append(("command", command, clock))
             return
         first_mine = mine[0] if mine else len(events)
         before, after = [], []
         for i, ev in enumerate(events):
             wf = getattr(ev, "workflow", None)
             other = getattr(ev, "instance", None)
-            if isinstance(ev, (WorkflowStarted, WorkflowFinished)) and other != inst_id and wf in self.workflows:
+            if isinstance(ev, (WorkflowStarted, WorkflowFinished)) and other not in family and wf in self.workflows:
                 rec = state.upstream.get(wf, {}).get(other)
-                if rec is not None and _in_windows(self.started, inst_id, wf, rec.base_time):
+                if rec is not None and self._visible(state, wf, rec.base_time):
                     (before if own and i < first_mine else after).append((wf, _frozen(rec)))
         if isinstance(command, c.UpstreamFinished) and command.workflow in self.workflows:
             rec = state.upstream.get(command.workflow, {}).get(command.instance)
-            if rec is not None and command.instance != inst_id and _in_windows(
-                self.started, inst_id, command.workflow, rec.base_time
+            if rec is not None and command.instance not in family and self._visible(
+                state, command.workflow, rec.base_time
             ):
                 after.append((command.workflow, _frozen(rec)))
-        self.items.extend(("upstream", u, clock) for u in before)
+        self.items.extend(("upstream", u, clock, -1) for u in before)
         if own or watched:
-            self.items.append(("command", command, clock))
-        self.items.extend(("upstream", u, state.now) for u in after)
+            self.items.append(("command", command, clock, record.offset))
+        self.items.extend(("upstream", u, state.now, -1) for u in after)
+
+    def _visible(self, state: State, workflow: str, base_time: int) -> bool:
+        """A record of `workflow` can decide a DEPENDENT check of the slice (its windows; any, via a child)."""
+        if workflow in self.via_children:
+            return True
+        return self.started is not None and _in_windows(self.started, self.instance, workflow, base_time)
 
     def _at_start(self, state: State, clock: int) -> None:
         """Just after the start: the definitions, the watched workers and the upstream facts it can see."""
         self.started = state
         inst = state.instances[self.instance]
-        entry = state.workflows[inst.workflow]
-        head: list[tuple[str, Any, int]] = [
-            ("command", c.DefineWorkflow(at=clock, definition=dv.definition), clock)
-            for dv in entry.versions[: inst.version]
-        ]
+        head: list[tuple[str, Any, int, int]] = []
+        # Its workflow's versions up to the one it runs, and those its SUB_WORKFLOW tasks start.
+        names, todo = [inst.workflow], [inst.workflow]
+        while todo:
+            entry = state.workflows.get(todo.pop())
+            if entry is None:
+                continue
+            for t in entry.latest.definition.tasks:
+                target = getattr(getattr(t, "sub_workflow", None), "workflow", None)
+                if target and target not in names:
+                    names.append(target)
+                    todo.append(target)
+        for name in reversed(names):  # a SUB_WORKFLOW target is defined before the workflow naming it
+            entry = state.workflows.get(name)
+            if entry is None:
+                continue
+            upto = inst.version if name == inst.workflow else len(entry.versions)
+            head.extend(("command", c.DefineWorkflow(at=clock, definition=dv.definition), clock, -1)
+                        for dv in entry.versions[:upto])
         for worker, timeout in state.worker_timeouts.items():
             seen = state.workers.get(worker, 0)
-            head.append(("command", c.Heartbeat(at=seen, worker=worker, timeout_ms=timeout), clock))
+            head.append(("command", c.Heartbeat(at=seen, worker=worker, timeout_ms=timeout), clock, -1))
         self.workflows = {item.workflow for item in _dependent_items(state, self.instance)}
+        for name in names[1:]:
+            entry = state.workflows.get(name)
+            for t in entry.latest.definition.tasks if entry else []:
+                for item in getattr(getattr(t, "dependence", None), "items", []):
+                    if getattr(item, "workflow", None) and item.workflow not in self.workflows:
+                        self.via_children.add(item.workflow)
+        self.workflows |= self.via_children
         for wf in sorted(self.workflows):
             for other, rec in state.upstream.get(wf, {}).items():
-                if other != self.instance and _in_windows(state, self.instance, wf, rec.base_time):
-                    head.append(("upstream", (wf, _frozen(rec)), clock))
-        # Watched-worker heartbeats seen before the start are replaced by the state they left.
+                if other != self.instance and self._visible(state, wf, rec.base_time):
+                    head.append(("upstream", (wf, _frozen(rec)), clock, -1))
         self.items = head
 
     def assemble(self, source_info: dict[str, Any]) -> ExportFile:
         """Renumber into a fresh log: offsets from 0, the instance's id after its new start offset."""
         payloads: list[bytes] = []
-        offset, now, new_id = 0, 0, ""
+        offset, now = 0, 0
         old_id = self.instance
 
         def put(command: c.Command) -> None:
@@ -224,7 +254,9 @@ class _Slice:
             if command.at > now:
                 now = command.at
 
-        for kind, value, clock in self.items:
+        # Old offset -> new offset of the exported commands: ids derive from them ("P-N", "P-N.k").
+        moved: dict[int, int] = {}
+        for kind, value, clock, old_offset in self.items:
             if kind == "upstream":
                 wf, rec = value
                 # `ended` 0 (still running) can only be said with `at` 0: the fold reads 0 as "at".
@@ -236,20 +268,32 @@ class _Slice:
                 continue  # an unreadable record that touched it: nothing to carry
             if clock > now:
                 put(c.Heartbeat(at=clock, worker=CLOCK_WORKER))
-            if isinstance(value, c.StartWorkflow) and not new_id:
-                new_id = f"0-{offset}"
-            elif getattr(value, "instance", None) == old_id:
-                value = msgspec.structs.replace(value, instance=new_id)
+            if old_offset >= 0:
+                moved[old_offset] = offset
+            named = getattr(value, "instance", None)
+            if named in self.family:
+                value = msgspec.structs.replace(value, instance=_renumbered(named, moved))
             put(value)
+        new_id = _renumbered(old_id, moved)
         return ExportFile(
             format=FORMAT,
             written_by=version(),
             kind="instance",
             commands=payloads,
             description=f"instance {old_id} and what its decisions read",
-            instance_map={old_id: new_id},
+            instance_map={old_id: new_id, **{
+                i: _renumbered(i, moved) for i in sorted(self.family - {old_id})}},
             source=source_info,
         )
+
+
+def _renumbered(instance: str, moved: dict[int, int]) -> str:
+    """An id of the slice in the fresh log: "P-N" -> "0-N'", a child's "P-N.k" -> "0-N'.k"."""
+    tail = instance.partition("-")[2]
+    head, dot, child = tail.partition(".")
+    if not head.isdigit() or int(head) not in moved:
+        return instance
+    return f"0-{moved[int(head)]}{dot}{child}"
 
 
 def _frozen(rec: UpstreamRecord) -> UpstreamRecord:

@@ -121,3 +121,35 @@ def test_damaged_foreign_and_newer_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="already holds a log"):
         import_file(load(raw), data.root)
     assert isinstance(load(raw), ExportFile)
+
+
+def test_a_sub_workflow_parent_carries_its_child(tmp_path: Path) -> None:
+    from easysched_es.core import commands as c
+    from easysched_es.core.definitions import SubWorkflowSpec, SubWorkflowTask
+    from tests.core.helpers import shell, wf
+    from tests.debug.helpers import Script
+
+    data = DataDir(tmp_path / "orig")
+    run = Script(data)
+    run(c.DefineWorkflow(definition=wf("child", shell("work", "echo work"))))
+    run(c.DefineWorkflow(definition=wf("parent", SubWorkflowTask(name="sub", sub_workflow=SubWorkflowSpec("child")),
+                                       shell("after", "echo after", upstream=["sub"]))))
+    noise = run.start("child")  # another instance of the child workflow, not part of the slice
+    parent = run.start("parent")
+    child = next(i for i in load_state(data).instances if i.startswith(parent + "."))
+    run(c.TaskStarted(instance=noise, task="work", attempt=1, pid=7))
+    run(c.TaskStarted(instance=child, task="work", attempt=1, pid=8))
+    run(c.TaskFinished(instance=child, task="work", attempt=1, exit_code=0))
+    run(c.TaskStarted(instance=parent, task="after", attempt=1, pid=9))
+    run(c.TaskFinished(instance=parent, task="after", attempt=1, exit_code=0))
+    assert load_state(data).instances[parent].state == "SUCCESS"
+    export = export_instance(data, parent)
+    assert set(export.instance_map) == {parent, child}
+    imported = DataDir(tmp_path / "imp")
+    import_file(export, imported.root)
+    new_parent, new_child = export.instance_map[parent], export.instance_map[child]
+    got = load_state(imported)
+    assert got.instances[new_parent].state == "SUCCESS" and got.instances[new_child].state == "SUCCESS"
+    assert noise not in got.instances
+    original = _comparable(_comparable(trace(data, parent), parent, new_parent), child, new_child)
+    assert _comparable(trace(imported, new_parent), parent, new_parent) == original
