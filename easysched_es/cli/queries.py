@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from easysched_es.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     NotFoundError,
     Registrar,
+    UsageError,
     WaitTimeout,
     partition_of,
     print_json,
@@ -48,6 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             state = load_state(src, partition=partition, progress=True) if known else None
             view = status_view(state, args.instance, **filters) if state is not None else []
             view = annotate_status(view, state) if state is not None else view
+    if args.since is not None or args.limit is not None:
+        view = _narrowed(view, args)
     if args.instance and not view:
         shown = "no such instance" if state is None or args.instance not in state.instances else "filtered out"
         raise unknown_instance(args.instance, shown)
@@ -64,6 +68,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not view:
         print("no instances")
     return EXIT_OK
+
+
+def _narrowed(view: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    from easysched_es.debug.status_filters import narrow, parse_since
+    from easysched_es.runtime.clock import wall_ms
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    try:
+        since = None if args.since is None else parse_since(args.since, wall_ms())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return narrow(view, since, args.limit)
 
 
 def cmd_timers(args: argparse.Namespace) -> int:
@@ -136,6 +153,9 @@ def register(reg: Registrar) -> None:
     p.add_argument("--workflow", help="only instances of this workflow")
     p.add_argument("--state", action="append", metavar="STATE",
                    help="only instances in this state (repeatable), e.g. --state FAILURE --state STOP")
+    p.add_argument("--since", metavar="WHEN",
+                   help="only instances started since WHEN: a duration ago (30m, 12h, 1d, 2w) or an ISO-8601 time")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N instances, the newest first")
     reg.add("timers", cmd_timers, "every pending delay-queue entry, as the state holds it", reg.as_json)
     text = "wait until an instance ends: exit 0 on SUCCESS, 1 on another final state, 3 on --timeout"
     p = reg.add("wait", cmd_wait, text, reg.as_json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_params, parse_time, print_json
 
@@ -31,9 +32,21 @@ def cmd_define(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _note_pending(target: object) -> None:
+    """Say on stderr when no master runs: the command is durable but waits for `easysched run`."""
+    data = getattr(target, "data", None)
+    if data is not None:
+        from easysched_es.runtime.embedded.verdicts import PENDING_NOTE, master_pid
+
+        if master_pid(data) is None:
+            print("note: " + PENDING_NOTE.format(root=data.root), file=sys.stderr)
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
-    instance = client(args).start(args.workflow, params, parse_time(args.schedule_time))
+    target = client(args)
+    instance = target.start(args.workflow, params, parse_time(args.schedule_time))
+    _note_pending(target)
     if args.json:
         print_json({"instance": instance})
     else:
@@ -46,6 +59,7 @@ def _simple(method: str) -> Handler:
         target = client(args)
         extra = [args.task] if method == "kill_task" else []
         verdict = getattr(target, method)(args.instance, *extra)
+        _note_pending(target)
         if args.json:
             print_json({"instance": args.instance, "offset": verdict.offset, "accepted": True})
         else:

@@ -89,3 +89,25 @@ def test_pools_and_serial_waits_through_the_cli(tmp_path: Path) -> None:
     rows = cli_json(tmp_path, "pool", "list")
     assert rows == [{"name": "pool db", "slots": 2, "busy": 1, "waiting": 0}]
     assert cli(tmp_path, "pool", "delete", "nope").returncode == 1
+
+
+def test_verdicts_come_from_the_master_while_it_runs_and_from_a_fold_otherwise(tmp_path: Path) -> None:
+    from easysched_es.core import commands as c
+    from easysched_es.runtime.embedded.client import Client, CommandRejectedError
+
+    definition = msgspec.convert({"name": "v", "tasks": [{"name": "a", "type": "SHELL", "command": "true"}]},
+                                 WorkflowDefinition)
+    offline = Client(tmp_path)
+    offline.define(definition)
+    verdict = offline.submit(c.StartWorkflow(workflow="v"))
+    assert not verdict.by_master and verdict.events
+    run = Run(tmp_path)
+    try:
+        online = Client(tmp_path)
+        verdict = online.submit(c.StartWorkflow(workflow="v"))
+        assert verdict.by_master and any(type(ev).__name__ == "WorkflowStarted" for ev in verdict.events)
+        with pytest.raises(CommandRejectedError, match="unknown workflow"):
+            online.submit(c.StartWorkflow(workflow="nope"))
+    finally:
+        run.stop()
+        kill_leftovers(tmp_path)

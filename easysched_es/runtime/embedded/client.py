@@ -8,9 +8,11 @@ instance = client.start("etl_daily", params={"TARGET": "dev"})
 client.stop(instance)
 ```
 
-A command returns once it is durable in the log. Because the fold is deterministic, the
-client computes the master's verdict itself (snapshot + the log up to its own command), so
-a rejection is reported at once, whether or not `easysched run` is running.
+A command returns once it is durable in the log and decided. While `easysched run` runs, the
+client reads the master's decision for its own offset from the events log's tail (O(1) in the
+log's length: `verdicts.py`); when no master runs, it folds the log itself (snapshot + tail):
+the fold is deterministic, so a rejection is reported at once either way, and the command
+waits in the log for `easysched run`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from easysched_es.core.events import CommandRejected, Event, WorkflowDefined, Wo
 from easysched_es.log.base import LogError, Record
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.verdicts import await_decision, master_pid
 from easysched_es.runtime.fold import load_state
 from easysched_es.schedule_verbs import ScheduleVerbs
 
@@ -44,6 +47,16 @@ class Verdict:
 
     offset: int
     events: list[Event] = field(default_factory=list)
+    # True when the running master's own decision was read back (events log tail); False when
+    # no master runs and the client folded the log (the command waits for `easysched run`).
+    by_master: bool = False
+
+
+def _judged(verdict: Verdict) -> Verdict:
+    for ev in verdict.events:
+        if isinstance(ev, CommandRejected):
+            raise CommandRejectedError(ev.reason, verdict.offset)
+    return verdict
 
 
 class Client(ScheduleVerbs):
@@ -64,9 +77,20 @@ class Client(ScheduleVerbs):
             payload = encode(command)
         except UnencodableError as exc:
             raise CommandRejectedError(f"the command cannot be written to the log: {exc}", -1) from None
-        with self.data.commands() as commands:
-            offset = commands.append([payload])[0]
-        verdict = Verdict(offset)
+        pid = master_pid(self.data)
+        events = self.data.events() if pid is not None else None
+        try:
+            start = events.end() if events is not None else 0
+            with self.data.commands() as commands:
+                offset = commands.append([payload])[0]
+            decided = await_decision(events, offset, start, pid) if events is not None and pid else None
+        finally:
+            if events is not None:
+                events.close()
+        verdict = Verdict(offset, by_master=decided is not None)
+        if decided is not None:
+            verdict.events = decided
+            return _judged(verdict)
         seen = False
 
         def sink(record: Record, events: list[Event], tag: str) -> None:
@@ -82,10 +106,7 @@ class Client(ScheduleVerbs):
                 f"the command was written at offset {offset} but the log cannot be read up to it; "
                 "run `easysched verify` and check the disk"
             )
-        for ev in verdict.events:
-            if isinstance(ev, CommandRejected):
-                raise CommandRejectedError(ev.reason, offset)
-        return verdict
+        return _judged(verdict)
 
     def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
         """Define (and by default release) a workflow; returns its version."""
