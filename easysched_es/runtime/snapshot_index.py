@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import msgspec
 
-# Offsets are bytes in the embedded log: 1 MiB is about 10k commands, folded in ~0.1 s.
+# Offsets are bytes in the embedded log: 1 MiB is about 10k commands. With the master writing a
+# snapshot every 50k commands (~5 MB), the newest three are kept, older ones thin out to one per
+# 8 MiB bucket: a replay to any point folds at most ~16 MB (~160k commands) after its snapshot.
 DEFAULT_RECENT = 3
 DEFAULT_BASE = 1 << 20
-DEFAULT_MAX_GAP = 4 << 20
+DEFAULT_MAX_GAP = 8 << 20
 
 
 class SnapshotMeta(msgspec.Struct, omit_defaults=True):
