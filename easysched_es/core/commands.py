@@ -230,6 +230,23 @@ class SetPool(_Command, tag="pool_set"):
     slots: int
 
 
+class AlertSent(_Command, tag="alert_sent"):
+    """The runtime's report: attempt `attempt` of alert `key` was delivered (2xx answer, or exit 0)."""
+
+    key: str
+    instance: str
+    attempt: int
+
+
+class AlertFailed(_Command, tag="alert_failed"):
+    """The runtime's report: attempt `attempt` of alert `key` failed, and why."""
+
+    key: str
+    instance: str
+    attempt: int
+    error: str = ""
+
+
 Command = (
     DefineWorkflow
     | SetReleaseState
@@ -252,6 +269,8 @@ Command = (
     | DeleteSchedule
     | TriggerSchedule
     | SetPool
+    | AlertSent
+    | AlertFailed
 )
 
 REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

@@ -160,6 +160,25 @@ TaskDef = ShellTask | DependentTask | ConditionsTask | SwitchTask | SubWorkflowT
 WORKER_TASK_TYPES = frozenset({"SHELL"})
 
 
+AlertOn = Literal["FAILURE", "SUCCESS", "STOP", "TIMEOUT_WARN", "WORKER_LOST"]
+ALERT_ON: tuple[str, ...] = ("FAILURE", "SUCCESS", "STOP", "TIMEOUT_WARN", "WORKER_LOST")
+MAX_ALERT_ATTEMPTS = 20
+
+
+class AlertDef(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A notification sent when the workflow ends (or warns): a webhook (JSON POST) or a script hook.
+
+    Sending is an effect of the fold (core/alerts.py): at least once, with an idempotency key,
+    retried `max_attempts` times with a back-off that doubles from `backoff` seconds.
+    """
+
+    webhook: str = ""
+    script: str = ""
+    on: list[AlertOn] = msgspec.field(default_factory=lambda: ["FAILURE"])
+    max_attempts: int = 5
+    backoff: float = 2.0
+
+
 class WorkflowDefinition(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """A workflow: named tasks and their upstream edges."""
 
@@ -174,11 +193,26 @@ class WorkflowDefinition(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
     max_parallel_tasks: int = 0
     # 0 = no limit. Further starts of the workflow wait in a queue (see core/capacity.py).
     max_active_instances: int = 0
+    alerts: list[AlertDef] = []
 
 
 def task_type(task: TaskDef) -> str:
     """The DolphinScheduler type name of a task definition."""
     return str(type(task).__struct_config__.tag)
+
+
+def _alert_problem(alert: AlertDef) -> str:
+    if bool(alert.webhook) == bool(alert.script):
+        return "give exactly one of webhook (a URL) or script (a shell command)"
+    if alert.webhook and not alert.webhook.startswith(("http://", "https://")):
+        return f"webhook must be an http:// or https:// URL, not {alert.webhook[:80]!r}"
+    if not alert.on:
+        return f"on is empty: name at least one of {', '.join(ALERT_ON)}"
+    if not 1 <= alert.max_attempts <= MAX_ALERT_ATTEMPTS:
+        return f"max_attempts must be 1..{MAX_ALERT_ATTEMPTS}"
+    if not 0 < alert.backoff <= MAX_DURATION:  # also false for NaN
+        return f"backoff must be a positive number of seconds up to {MAX_DURATION:.0f}"
+    return ""
 
 
 def validate(definition: WorkflowDefinition) -> None:
@@ -191,6 +225,10 @@ def validate(definition: WorkflowDefinition) -> None:
     spawn_problem = spawn_rules.definition_problem(definition) or limits.definition_problem(definition)
     if spawn_problem:
         raise DefinitionError(f"{where[:80]}: {spawn_problem}")
+    for i, alert in enumerate(definition.alerts):
+        problem = _alert_problem(alert)
+        if problem:
+            raise DefinitionError(f"{where[:80]}, alerts[{i}]: {problem}")
     names: set[str] = set()
     for task in definition.tasks:
         if not task.name:

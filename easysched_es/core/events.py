@@ -291,6 +291,47 @@ class KillTaskProcess(_Event, tag="kill_process"):
     reason: str = ""
 
 
+class SendAlert(_Event, tag="send_alert"):
+    """Effect: send one attempt of an alert (a webhook POST or a script run); `key` is its idempotency key."""
+
+    key: str
+    instance: str
+    workflow: str
+    on: str
+    detail: str
+    attempt: int
+    raised_at: int
+    webhook: str = ""
+    script: str = ""
+
+
+class AlertDelivered(_Event, tag="alert_delivered"):
+    """The runtime reported an alert attempt delivered: nothing more is sent for its key."""
+
+    key: str
+    instance: str
+    attempt: int
+
+
+class AlertAttemptFailed(_Event, tag="alert_attempt_failed"):
+    """An alert attempt failed; the next one is due at `retry_at` (an ALERT_RETRY timer)."""
+
+    key: str
+    instance: str
+    attempt: int
+    error: str
+    retry_at: int
+
+
+class AlertGaveUp(_Event, tag="alert_gave_up"):
+    """The last allowed attempt of an alert failed: it is not sent again."""
+
+    key: str
+    instance: str
+    attempts: int
+    error: str
+
+
 Event = (
     WorkflowDefined
     | ReleaseStateChanged
@@ -317,9 +358,13 @@ Event = (
     | ScheduleStateChanged
     | ScheduleFired
     | PoolSet
+    | SendAlert
+    | AlertDelivered
+    | AlertAttemptFailed
+    | AlertGaveUp
 )
 
-EFFECT_TYPES = (DispatchTask, KillTaskProcess)
+EFFECT_TYPES = (DispatchTask, KillTaskProcess, SendAlert)
 
 
 class EventBatch(msgspec.Struct, omit_defaults=True):

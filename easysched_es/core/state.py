@@ -13,6 +13,7 @@ import msgspec
 
 from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
 from easysched_es.core.delay_queue import DelayQueue, TimerEntry
+from easysched_es.core.events import SendAlert
 from easysched_es.core.requests import RequestRecord
 from easysched_es.core.slots import Capacity, CapacityData
 
@@ -191,6 +192,15 @@ class Schedule(msgspec.Struct, omit_defaults=True):
     buffer: list[int] = []
 
 
+class PendingAlert(msgspec.Struct, omit_defaults=True):
+    """An alert not yet delivered: its current attempt, and whether a retry timer holds it."""
+
+    send: SendAlert
+    max_attempts: int
+    backoff_ms: int
+    waiting: bool = False
+
+
 class Snapshot(msgspec.Struct, omit_defaults=True):
     """The whole state as data: what is written to the snapshot store."""
 
@@ -213,14 +223,16 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     capacity: CapacityData | None = None
     # Recent client request ids and their first decisions (core/requests.py).
     requests: dict[str, RequestRecord] = {}
+    # Alerts not yet delivered, by idempotency key (core/alerts.py).
+    alerts: dict[str, PendingAlert] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "capacity", "fire_seq", "instances", "last_offset", "now", "partition", "position",
-        "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "alerts", "capacity", "fire_seq", "instances", "last_offset", "now", "partition",
+        "position", "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -248,6 +260,7 @@ class State:
         self.skipped: dict[int, int] = {}
         self.capacity = Capacity()
         self.requests: dict[str, RequestRecord] = {}
+        self.alerts: dict[str, PendingAlert] = {}
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -267,6 +280,7 @@ class State:
             skipped=self.skipped,
             capacity=self.capacity.data(),
             requests=self.requests,
+            alerts=self.alerts,
         )
 
     @classmethod
@@ -286,6 +300,7 @@ class State:
         state.skipped = snap.skipped
         state.capacity = Capacity.restore(snap.capacity)
         state.requests = snap.requests
+        state.alerts = snap.alerts
         return state
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from easysched_es.core import capacity, limits, requests, schedules, spawn_rules, time_params, workflow
+from easysched_es.core import alerts, capacity, limits, requests, schedules, spawn_rules, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command
@@ -187,6 +187,7 @@ def pending_effects(state: State) -> list[e.Event]:
             continue
         for ti in inst.tasks.values():
             out.extend(TYPES[ti.type].pending_effects(state, inst, ti))
+    out.extend(alerts.pending_effects(state))
     return out
 
 
@@ -338,6 +339,9 @@ def _check_due(state: State, cmd: c.CheckDue, offset: int, out: Out) -> None:
         if kind == schedules.SCHEDULE:
             schedules.on_due(state, task, due, cmd.now, offset, out)
             continue
+        if kind == alerts.ALERT_RETRY:
+            alerts.on_due(state, instance_id, task, due, out)
+            continue
         inst = state.instances[instance_id]
         ti = inst.tasks[task]
         out.append(e.TimerFired(instance=instance_id, task=task, kind=kind, due=due))
@@ -365,6 +369,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.SkipCommand: _skip,
     **schedules.HANDLERS,
     **capacity.HANDLERS,
+    **alerts.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easysched_es.core import capacity, outputs, time_params, workflow
+from easysched_es.core import alerts, capacity, outputs, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.definitions import ShellTask
@@ -217,6 +217,9 @@ def _lost(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.TaskLos
 def _timed_out(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: ShellTask, out: Out) -> None:
     strategy = tdef.timeout_strategy
     out.append(e.TaskTimedOut(instance=inst.id, task=ti.name, attempt=ti.attempt, strategy=strategy))
+    if strategy in ("WARN", "WARNFAILED"):
+        alerts.raise_alert(state, inst, "TIMEOUT_WARN", f"task {ti.name} attempt {ti.attempt} ran past its timeout of "
+                           f"{tdef.timeout}s", out, where=f"{ti.name}.{ti.attempt}")
     if strategy == "WARN":
         return
     # A timed-out attempt fails for good (no retry) and its process is killed.
@@ -293,4 +296,6 @@ def lost_workers(state: State, now: int, out: Out) -> None:
                 if ti.worker == worker and ti.type == "SHELL" and (ti.kill_pending or ti.state in (DISPATCH, RUNNING)):
                     report = c.TaskLost(at=now, instance=inst.id, task=ti.name, attempt=ti.attempt, worker=worker,
                                         reason=f"worker {worker} lost: no heartbeat since {seen}")
+                    alerts.raise_alert(state, inst, "WORKER_LOST", f"{report.reason}; task {ti.name} attempt "
+                                       f"{ti.attempt} is rerun", out, where=f"{ti.name}.{ti.attempt}")
                     _lost(state, inst, ti, report, "task_lost", out)

@@ -12,9 +12,10 @@ from typing import Any
 from easysched_es.core.capacity import UNLIMITED
 from easysched_es.core.codec import encode
 from easysched_es.core.commands import Heartbeat
-from easysched_es.core.events import Event
+from easysched_es.core.events import Event, SendAlert
 from easysched_es.core.slots import ALL_GROUPS
 from easysched_es.log.embedded import DirectoryLock
+from easysched_es.runtime.alerts import AlertSender
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.appender import CommandAppender
 from easysched_es.runtime.embedded.datadir import DataDir
@@ -52,8 +53,13 @@ def run_embedded(
         appender = CommandAppender(reports, on_appended=lambda: master.wake.set())
         worker = Worker(data.runs, data.logs, appender.submit, kill_grace=kill_grace)
 
+        alerts = AlertSender(appender.submit)
+
         def effects(effect: Event) -> None:
-            worker.submit(effect)
+            if isinstance(effect, SendAlert):
+                alerts.send(effect)  # beside the master, never in its way
+            else:
+                worker.submit(effect)
 
         service: Any = None
         if projections:
@@ -72,6 +78,7 @@ def run_embedded(
         master.commands.append([encode(beat)])
         appender.start()
         worker.start()
+        alerts.start()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
@@ -83,6 +90,7 @@ def run_embedded(
         finally:
             ready.unlink(missing_ok=True)
             worker.stop()
+            alerts.stop()
             appender.stop()
             master.poll()
             if service is not None:
