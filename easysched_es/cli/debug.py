@@ -122,7 +122,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     print(f"  {answer['summary']}")
     for name, summary in answer.get("tasks", {}).items():
         print(f"  - {name}: {summary}")
-    if args.task:
+    if args.task and answer["chain"]:
         print("chain (newest first):")
         for link in answer["chain"]:
             change = f" -> {link['state']}" if link["state"] else ""
