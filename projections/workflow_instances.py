@@ -18,11 +18,13 @@ COLUMNS = (
     Column("ended_at", "TIMESTAMP", "when it reached SUCCESS, FAILURE or STOP"),
     Column("task_states", "JSON", "final state of each task, once it ended"),
     Column("updated_at", "TIMESTAMP", "time of the latest event about it"),
+    Column("command_type", "VARCHAR", "who started it: START_PROCESS (a user) or SCHEDULER (its schedule)"),
 )
 
 
 _started_row = fragment_maker(
-    COLUMNS, "instance", "workflow", "version", "base_time", "schedule_time", "params", "started_at", "updated_at"
+    COLUMNS, "instance", "workflow", "version", "base_time", "schedule_time", "params", "started_at", "updated_at",
+    "command_type",
 )
 _state_row = fragment_maker(COLUMNS, "instance", "state", "reason", "updated_at")
 _finished_row = fragment_maker(COLUMNS, "instance", "workflow", "state", "ended_at", "task_states", "updated_at")
@@ -30,7 +32,8 @@ _finished_row = fragment_maker(COLUMNS, "instance", "workflow", "state", "ended_
 
 def _started(src: Source, seq: int, ev: e.WorkflowStarted) -> Row:
     return _started_row(
-        ev.instance, ev.workflow, ev.version, ev.base_time, ev.schedule_time, json_bytes(ev.params), src.at, src.at
+        ev.instance, ev.workflow, ev.version, ev.base_time, ev.schedule_time, json_bytes(ev.params), src.at, src.at,
+        ev.command_type or "START_PROCESS",
     )
 
 

@@ -121,7 +121,7 @@ def test_workflow_instance_lifecycle() -> None:
     started = row(wi, e.WorkflowStarted(instance="0-7", workflow="etl", version=2, base_time=5, params={"a": "1"}))
     assert set_fields(started) == {
         "instance": "0-7", "workflow": "etl", "version": 2, "base_time": 5, "params": b'{"a":"1"}',
-        "started_at": AT, "updated_at": AT,
+        "started_at": AT, "updated_at": AT, "command_type": "START_PROCESS",
     }
     changed = row(wi, e.WorkflowStateChanged(instance="0-7", state="READY_STOP", reason="stop requested"))
     assert set_fields(changed) == {"instance": "0-7", "state": "READY_STOP", "reason": "stop requested",
