@@ -64,6 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for t in inst["tasks"]:
             pending = " (process not yet confirmed gone)" if t["kill_pending"] else ""
             pending += f" ({t['waiting_for']})" if "waiting_for" in t else ""
+            pending += f" ({t['note']})" if "note" in t else ""  # the branch taken, why skipped
             print(f"    {t['name']:<24} {t['type']:<10} {t['state']:<20} attempt {t['attempt']}{pending}")
     if not view:
         print("no instances")
