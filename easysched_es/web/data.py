@@ -36,10 +36,12 @@ def overview(reader: LocalReader) -> dict[str, Any]:
     """The overview: instances by state, running now, failed today, timers, slots, fold lag, recent instances."""
     by_state = {r["state"]: r["n"] for r in rows(
         reader, "SELECT state, count(*) AS n FROM workflow_instances GROUP BY state ORDER BY state")}
+    # The last decided command of each partition is in the projection's bookkeeping (no scan of events).
     lag = rows(reader, """
-        WITH decided AS (SELECT coalesce(max(command_offset), -1) AS o FROM events)
-        SELECT count(*) AS records, epoch_ms(now() AT TIME ZONE 'UTC') - epoch_ms(min(time)) AS ms
-        FROM commands, decided WHERE command_offset > decided.o""")[0]
+        WITH decided AS (SELECT partition, last_command_offset AS o FROM projection_offsets WHERE stream = 'events')
+        SELECT count(*) AS records, epoch_ms(now() AT TIME ZONE 'UTC') - epoch_ms(min(c.time)) AS ms
+        FROM commands c LEFT JOIN decided d ON c.partition = d.partition
+        WHERE c.command_offset > coalesce(d.o, -1)""")[0]
     status = reader._status()  # the projector's own progress (pending bytes per stream)
     counts = rows(reader, """SELECT
         (SELECT count(*) FROM running_now WHERE phase = 'running') AS running_tasks,
@@ -135,9 +137,24 @@ def instance(reader: LocalReader, instance_id: str, with_trace: bool = True) -> 
         "timers": rows(reader, "SELECT task, kind, due, set_at FROM timers WHERE instance = $1 ORDER BY due",
                        [instance_id]),
         "trace": trace(reader, instance_id) if with_trace else [],
-        "offsets": [r["o"] for r in rows(
-            reader, "SELECT DISTINCT command_offset AS o FROM events WHERE instance = $1 ORDER BY 1", [instance_id])],
+        "offsets": [r["o"] for r in rows(reader, """
+            SELECT DISTINCT command_offset AS o FROM events WHERE command_offset >= $2 AND instance = $1 ORDER BY 1""",
+            [instance_id, start_offset(instance_id)])],
     }
+
+
+def start_offset(instance_id: str) -> int:
+    """The offset of an instance's StartWorkflow (its id is PARTITION-OFFSET): nothing about it is older.
+
+    Queries filter on it so that DuckDB's zone maps skip the log before the instance began.
+    """
+    _, _, tail = instance_id.partition("-")
+    return int(tail) if tail.isdigit() else 0
+
+
+def _partition(instance_id: str) -> int:
+    head, _, _ = instance_id.partition("-")
+    return int(head) if head.isdigit() else -1
 
 
 def _outputs(reader: LocalReader, instance_id: str) -> dict[str, dict[str, Any]]:
@@ -145,8 +162,9 @@ def _outputs(reader: LocalReader, instance_id: str) -> dict[str, dict[str, Any]]
     found: dict[str, dict[str, Any]] = {}
     for r in rows(reader, """
             SELECT task, payload->'outputs' AS outputs FROM commands
-            WHERE instance = $1 AND type = 'task_finished' AND json_type(payload->'outputs') = 'OBJECT'
-            ORDER BY command_offset""", [instance_id]):
+            WHERE command_offset >= $2 AND instance = $1 AND type = 'task_finished'
+              AND json_type(payload->'outputs') = 'OBJECT'
+            ORDER BY command_offset""", [instance_id, start_offset(instance_id)]):
         found.setdefault(r["task"], {}).update(r["outputs"] or {})
     return found
 
@@ -160,9 +178,9 @@ def trace(reader: LocalReader, instance_id: str, limit: int = TRACE_LIMIT) -> li
         SELECT * FROM (
             SELECT command_offset AS "offset", 0 AS seq, 'command' AS kind, type, task, time,
                    CAST(payload AS VARCHAR) AS payload
-            FROM commands WHERE instance = $1 OR command_offset = (
-                SELECT min(command_offset) FROM events WHERE instance = $1 AND type = 'workflow_started')
+            FROM commands WHERE command_offset >= $3
+                AND (instance = $1 OR (command_offset = $3 AND partition = $4))
             UNION ALL
             SELECT command_offset, seq + 1, 'event', type, task, time, CAST(payload AS VARCHAR)
-            FROM events WHERE instance = $1)
-        ORDER BY "offset", seq LIMIT $2""", [instance_id, limit])
+            FROM events WHERE command_offset >= $3 AND instance = $1)
+        ORDER BY "offset", seq LIMIT $2""", [instance_id, limit, start_offset(instance_id), _partition(instance_id)])
