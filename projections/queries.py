@@ -171,9 +171,13 @@ def _message(exc: duckdb.Error) -> str:
 
 
 def _utc(value: Any) -> Any:
-    # Projection timestamps are naive UTC; say so in the JSON ("...Z").
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
+    # Projection timestamps are naive UTC: ISO-8601 with "Z" and milliseconds (the precision of
+    # the log), the same text as `easysched status --json` and the client (issue 11 point 3);
+    # a finer value keeps its microseconds.
+    if isinstance(value, dt.datetime):
+        aware = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        spec = "milliseconds" if aware.microsecond % 1000 == 0 else "microseconds"
+        return aware.isoformat(timespec=spec).replace("+00:00", "Z")
     return value
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from easysched_es.cli import (
     capacity,
+    catalog,
     debug,
     dsimport,
     exchange,
     kafka,
+    logs,
     queries,
     schedules,
     service,
@@ -50,7 +52,7 @@ argparse._ = str  # type: ignore[attr-defined]
 argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
 
 # One line per subcommand module: each has `register(reg)`.
-MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules)
+MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules, logs, catalog)
 
 
 def build_parser() -> argparse.ArgumentParser:

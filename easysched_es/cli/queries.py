@@ -55,17 +55,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.instance and not view:
         shown = "no such instance" if state is None or args.instance not in state.instances else "filtered out"
         raise unknown_instance(args.instance, shown)
+    from easysched_es.cli.status_columns import add_task_columns, print_status
+
+    view = add_task_columns(view, states if args.instance is None else state)
     if args.json:
         print_json(view[0] if args.instance else view)
         return EXIT_OK
-    for inst in view:
-        waits = f" ({inst['waiting_for']})" if "waiting_for" in inst else ""
-        print(f"{inst['instance']:<12} {inst['workflow']:<24} {inst['state']}{waits}")
-        for t in inst["tasks"]:
-            pending = " (process not yet confirmed gone)" if t["kill_pending"] else ""
-            pending += f" ({t['waiting_for']})" if "waiting_for" in t else ""
-            pending += f" ({t['note']})" if "note" in t else ""  # the branch taken, why skipped
-            print(f"    {t['name']:<24} {t['type']:<10} {t['state']:<20} attempt {t['attempt']}{pending}")
+    print_status(view)
     if not view:
         print("no instances")
     return EXIT_OK

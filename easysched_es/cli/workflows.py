@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_params, parse_time, print_json
+from easysched_es.cli.defining import define_once, defined_now
 
 
 def cmd_define(args: argparse.Namespace) -> int:
@@ -15,12 +16,15 @@ def cmd_define(args: argparse.Namespace) -> int:
     definitions = [(path, load_flow(path)) for path in args.files]
     schedules = {path: load_schedule(path) for path in args.files}
     target = client(args)
+    current = defined_now(args)
     results = []
     for path, definition in definitions:
-        version = target.define(definition, release=not args.offline)
-        results.append({"file": path, "workflow": definition.name, "version": version})
+        version, unchanged = define_once(target, definition, not args.offline, current)
+        results.append({"file": path, "workflow": definition.name, "version": version, "unchanged": unchanged})
         if not args.json:
-            print(f"defined {definition.name} version {version} ({'OFFLINE' if args.offline else 'ONLINE'})")
+            state = "OFFLINE" if args.offline else "ONLINE"
+            print(f"{definition.name} unchanged, still version {version} ({state})" if unchanged
+                  else f"defined {definition.name} version {version} ({state})")
         schedule = schedules[path]  # the file's `schedule:` block, as `schedule set` would
         if schedule is not None:
             target._submit_schedule(schedule)

@@ -33,6 +33,6 @@ def narrow(view: list[dict[str, Any]], since_ms: int | None, limit: int | None) 
     keep = view
     if since_ms is not None:
         since = iso(since_ms) or ""
-        keep = [i for i in keep if (i.get("started") or "") >= since]  # one ISO format: text order is time order
-    keep = sorted(keep, key=lambda i: i.get("started") or "", reverse=True)
+        keep = [i for i in keep if (i.get("started_at") or "") >= since]  # one ISO format: text order is time order
+    keep = sorted(keep, key=lambda i: i.get("started_at") or "", reverse=True)
     return keep if limit is None else keep[:limit]

@@ -26,8 +26,10 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
         "instance": inst.id,
         "workflow": inst.workflow,
         "state": inst.state,
-        "started": iso(inst.started),
-        "ended": iso(inst.ended),
+        "version": inst.version,
+        # The same names and text as the projection, the HTTP API and the client (ISO-8601 ms, Z).
+        "started_at": iso(inst.started),
+        "ended_at": iso(inst.ended),
         # Who started it: START_PROCESS (a user), SCHEDULER (the workflow's schedule, for schedule_time).
         "command_type": inst.command_type or "START_PROCESS",
         "schedule_time": iso(inst.schedule_time),
@@ -37,6 +39,10 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
                 "type": t.type,
                 "state": t.state,
                 "attempt": t.attempt,
+                "started_at": iso(t.started),
+                "ended_at": iso(t.ended),
+                "exit_code": t.exit_code,
+                "worker": t.worker,
                 "pid": t.pid,
                 "kill_pending": t.kill_pending,
                 **({"outputs": t.outputs} if t.outputs else {}),
