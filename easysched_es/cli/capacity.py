@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from easysched_es.cli.common import EXIT_OK, Registrar, UsageError, client, print_json, source
-from easysched_es.debug.waits import pools_view
-from easysched_es.runtime.fold import load_states
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
+    from easysched_es.debug.waits import pools_view
+    from easysched_es.runtime.fold import load_states
+
     if args.action == "list":
         view = pools_view(load_states(source(args)))
         if args.json:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from easysched_es.cli.common import Registrar, UsageError, kafka_bootstrap
-from easysched_es.log.kafka_logs import quiet_driver_logs
 
 if TYPE_CHECKING:
     import threading
@@ -30,14 +28,14 @@ DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
 
 def _settings(args: argparse.Namespace) -> Any:
     from easysched_es.log.kafka import KafkaSettings
+    from easysched_es.log.kafka_logs import quiet_driver_logs
 
     # A service: kafka-python's warnings are worth seeing, at a bounded rate.
     quiet_driver_logs(long_running=True, verbose=getattr(args, "verbose", False))
     bootstrap = kafka_bootstrap(args)
     if not bootstrap:
-        print("error: this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
-              "(easysched kafka-local start gives you a local broker)", file=sys.stderr)
-        raise SystemExit(2)
+        raise UsageError("this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
+                         "(easysched kafka-local start gives you a local broker)")
     return KafkaSettings.from_env(bootstrap)
 
 

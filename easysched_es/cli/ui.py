@@ -12,10 +12,16 @@ import argparse
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easysched_es.cli.common import CliError, Registrar, UsageError, client, kafka_bootstrap, source
-from easysched_es.web.serve import DEFAULT_UI_PORT, UiSettings
+
+if TYPE_CHECKING:
+    from easysched_es.web.serve import UiSettings
+
+# The dashboard (Starlette, DuckDB) is imported by the commands that serve it, not when the
+# parser is built; tests/cli/test_help.py checks this default equals web.serve.DEFAULT_UI_PORT.
+DEFAULT_UI_PORT = 8642
 
 
 def add_ui_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +39,8 @@ def add_ui_arguments(p: argparse.ArgumentParser) -> None:
 
 def ui_settings(args: argparse.Namespace) -> UiSettings:
     """The dashboard settings given on the command line."""
+    from easysched_es.web.serve import UiSettings
+
     if args.ui_port is not None and not 0 <= args.ui_port <= 65535:
         raise UsageError(f"--ui-port must be 0..65535, not {args.ui_port}")
     return UiSettings(host=args.ui_host, port=args.ui_port, enabled=not args.no_ui, read_only=args.read_only)

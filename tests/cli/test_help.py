@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +43,27 @@ def test_help_of_every_command(path: tuple[str, ...], parser: argparse.ArgumentP
         if isinstance(action, argparse._SubParsersAction):
             for choice in action._choices_actions:
                 assert choice.help, f"easysched {' '.join(path)} {choice.dest} has no help"
+
+
+HEAVY = ("msgspec", "duckdb", "pyarrow", "yaml", "starlette", "tqdm", "rich", "kafka", "crc32c",
+         "easysched_es.core", "easysched_es.runtime.fold", "easysched_es.log", "easysched_es.web",
+         "projections.service")
+
+
+def test_11_building_the_parser_imports_nothing_heavy() -> None:
+    """Every call builds the whole parser: a module that imports the core or a driver at the top slows every call."""
+    code = ("import sys; from easysched_es.cli.app import build_parser; build_parser(); "
+            "print('\\n'.join(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = proc.stdout.split()
+    heavy = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    assert not heavy, f"imported while building the parser: {heavy}"
+
+
+def test_help_defaults_named_without_importing_agree_with_their_source() -> None:
+    from easysched_es.cli import schedules, ui
+    from easysched_es.core.schedules import DS_EXECUTION_TYPES, OVERLAP
+    from easysched_es.web.serve import DEFAULT_UI_PORT
+
+    assert (*OVERLAP, *DS_EXECUTION_TYPES) == schedules.OVERLAP_POLICIES
+    assert ui.DEFAULT_UI_PORT == DEFAULT_UI_PORT
