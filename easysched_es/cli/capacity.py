@@ -1,4 +1,5 @@
-"""`easysched pool set|delete|list`: named pools of slots shared across workflows (Airflow pools)."""
+"""`easysched pool set|delete|list` (named pools of slots shared across workflows, Airflow pools)
+and `easysched gc` (retention now; `easysched run` applies it hourly on its own)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,25 @@ def cmd_pool(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from easysched_es.cli.common import data
+    from easysched_es.runtime.embedded.gc import gc
+
+    report = gc(data(args), dry_run=args.dry_run)
+    if args.json:
+        print_json(report)
+        return EXIT_OK
+    verb = "would retire" if args.dry_run else "retired"
+    print(f"{verb} {len(report['instances'])} finished instances; "
+          f"{'would remove' if args.dry_run else 'removed'} {len(report['directories'])} log/run directories")
+    return EXIT_OK
+
+
 def register(reg: Registrar) -> None:
-    """Add `pool`."""
+    """Add `pool` and `gc`."""
+    p = reg.add("gc", cmd_gc, "apply the retention policy now: retire old finished instances, remove their files",
+                reg.as_json)
+    p.add_argument("--dry-run", action="store_true", help="say what would be retired and removed; change nothing")
     p = reg.add("pool", cmd_pool, "named pools of task slots shared across workflows: set, delete, list", reg.as_json)
     p.add_argument("action", choices=["set", "delete", "list"], help="set a pool's slots, delete it, or list pools")
     p.add_argument("name", nargs="?", help="the pool's name (for set and delete)")

@@ -247,6 +247,12 @@ class AlertFailed(_Command, tag="alert_failed"):
     error: str = ""
 
 
+class ApplyRetention(_Command, tag="retention"):
+    """Apply the retention policy as of `now`: finished instances past it leave the hot state."""
+
+    now: int
+
+
 Command = (
     DefineWorkflow
     | SetReleaseState
@@ -271,6 +277,7 @@ Command = (
     | SetPool
     | AlertSent
     | AlertFailed
+    | ApplyRetention
 )
 
 REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

@@ -194,6 +194,8 @@ class WorkflowDefinition(msgspec.Struct, forbid_unknown_fields=True, omit_defaul
     # 0 = no limit. Further starts of the workflow wait in a queue (see core/capacity.py).
     max_active_instances: int = 0
     alerts: list[AlertDef] = []
+    # Days a finished instance stays in the hot state (core/retention.py); None = the default (30).
+    retention_days: float | None = None
 
 
 def task_type(task: TaskDef) -> str:

@@ -251,6 +251,15 @@ class PoolSet(_Event, tag="pool_set"):
     slots: int
 
 
+class InstancesRetired(_Event, tag="instances_retired"):
+    """Retention removed these finished instances from the hot state (the log keeps them), and
+    `upstream_records` DEPENDENT index records older than the index's horizon."""
+
+    now: int
+    instances: list[str] = []
+    upstream_records: int = 0
+
+
 # ---- effects (the runtime acts on these; idempotent by instance, task, attempt) ---------
 
 
@@ -362,6 +371,7 @@ Event = (
     | AlertDelivered
     | AlertAttemptFailed
     | AlertGaveUp
+    | InstancesRetired
 )
 
 EFFECT_TYPES = (DispatchTask, KillTaskProcess, SendAlert)

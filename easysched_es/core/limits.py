@@ -33,6 +33,7 @@ the rest is left to the worker's inherited environment)."""
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
 """Encoded size of one workflow definition (every snapshot holds every version)."""
 MAX_RETRY_TIMES = 1_000
+MAX_RETENTION_DAYS = 3650.0
 MIN_RETRY_INTERVAL = 0.1
 """Seconds: a positive retry_interval below this is refused (0 retries at once)."""
 RUNTIME_PREFIX = "EASYSCHED_"
@@ -85,6 +86,9 @@ def definition_problem(definition: Any) -> str | None:
         return problem
     if definition.max_parallel_tasks < 0 or definition.max_active_instances < 0:
         return "max_parallel_tasks and max_active_instances must be >= 0 (0 = no limit)"
+    days = definition.retention_days
+    if days is not None and not 0 < days <= MAX_RETENTION_DAYS:  # also false for NaN
+        return f"retention_days must be more than 0 and at most {MAX_RETENTION_DAYS:g}"
     problem, params = env_limits("parameter", definition.params)
     if problem:
         return problem

@@ -17,7 +17,17 @@ from typing import Any
 
 import msgspec
 
-from easysched_es.core import alerts, capacity, limits, requests, schedules, spawn_rules, time_params, workflow
+from easysched_es.core import (
+    alerts,
+    capacity,
+    limits,
+    requests,
+    retention,
+    schedules,
+    spawn_rules,
+    time_params,
+    workflow,
+)
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command
@@ -370,6 +380,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     **schedules.HANDLERS,
     **capacity.HANDLERS,
     **alerts.HANDLERS,
+    **retention.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -69,3 +69,36 @@ def test_numeric_parameter_values_are_accepted_as_text_and_yaml_booleans_as_name
     flow.write_text("name: n\nparams: {x: [1]}\ntasks:\n  - {name: a, type: SHELL, command: 'true'}\n")
     with pytest.raises(FlowFileError, match="parameter 'x' is a list"):
         load_flow(flow)
+
+
+def test_gc_removes_old_logs_and_run_dirs_and_nothing_a_live_or_retained_instance_needs(tmp_path: Path) -> None:
+    from easysched_es.core import commands as c
+    from easysched_es.runtime.embedded.datadir import DataDir
+    from easysched_es.runtime.embedded.gc import gc
+
+    flow = tmp_path / "g.yaml"
+    flow.write_text("name: g\nretention_days: 1\ntasks:\n  - {name: a, type: SHELL, command: 'echo $GATE_OK; "
+                    "[ -n \"$HOLD\" ] && sleep 300; true'}\n")
+    run = Run(tmp_path)
+    try:
+        assert cli(tmp_path, "define", str(flow)).returncode == 0
+        old = cli(tmp_path, "start", "g").stdout.strip()
+        wait_until("the first instance to succeed", lambda: run.state().instances[old].state == "SUCCESS", timeout=120)
+        live = Client(tmp_path).submit(c.StartWorkflow(workflow="g", params={"HOLD": "1"})).events[0].instance  # type: ignore[union-attr]
+        wait_until("the live task to run", lambda: run.task(live, "a") is not None
+                   and run.task(live, "a").state == "RUNNING_EXECUTION", timeout=120)
+        data = DataDir(tmp_path)
+        later = run.state().instances[old].ended + 2 * 86_400_000
+        dry = gc(data, dry_run=True, now=later)
+        assert dry["instances"] == [old] and len(dry["directories"]) == 2
+        assert (data.logs).exists() and len(list(data.logs.iterdir())) == 2
+        report = gc(data, now=later)
+        assert report["instances"] == [old]
+        assert sorted(Path(d).parent.name for d in report["directories"]) == ["logs", "runs"]
+        left = [d.name for d in data.logs.iterdir()] + [d.name for d in data.runs.iterdir()]
+        assert all(live in name or name == live for name in left) and len(left) == 2
+        assert set(run.state().instances) == {live}
+        assert cli(tmp_path, "stop", live).returncode == 0
+    finally:
+        run.stop()
+        kill_leftovers(tmp_path)

@@ -28,6 +28,24 @@ EMBEDDED_WORKER = "embedded"
 """The name the embedded worker announces its slots under (stable across restarts)."""
 
 
+RETENTION_EVERY = 3600.0
+"""Seconds between the retention passes `easysched run` makes on its own (the first one at start)."""
+
+
+def _retention_loop(data: DataDir, stop: threading.Event) -> None:
+    from easysched_es.runtime.embedded.gc import gc
+
+    while not stop.is_set():
+        try:
+            report = gc(data)
+            if report["instances"] or report["directories"]:
+                log.info("retention: %d instances retired, %d directories removed",
+                         len(report["instances"]), len(report["directories"]))
+        except Exception:  # a failed pass must not stop the service; the next one retries
+            log.exception("retention pass failed")
+        stop.wait(RETENTION_EVERY)
+
+
 def default_slots() -> int:
     """Task slots of `easysched run` when `--slots` is not given: 4 per CPU, at least 8."""
     return max(8, 4 * (os.cpu_count() or 1))
@@ -85,6 +103,8 @@ def run_embedded(
         ready = data.root / "run.json"
         ready.write_text(json.dumps({"pid": os.getpid(), "started": wall_ms(), "recovered_effects": owed}))
         log.info("easysched run on %s (pid %d): %d effects re-applied after recovery", data.root, os.getpid(), owed)
+        retention = threading.Thread(target=_retention_loop, args=(data, stop), name="retention", daemon=True)
+        retention.start()
         try:
             master.run(stop)
         finally:
