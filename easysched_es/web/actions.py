@@ -31,6 +31,9 @@ ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pause": ("pause", ("instance",)),
     "resume": ("resume", ("instance",)),
     "kill_task": ("kill_task", ("instance", "task")),
+    "trigger": ("trigger_schedule", ("workflow",)),
+    "schedule_online": ("schedule_online", ("workflow",)),
+    "schedule_offline": ("schedule_offline", ("workflow",)),
 }
 
 

@@ -219,6 +219,9 @@ def test_an_action_appends_the_command_and_answers_the_verdict(
     assert (status, json.loads(body)["kind"]) == (400, "bad_request")
     status, body, _ = request(service, "POST", "/api/actions/format_disk", {"instance": instance}, headers)
     assert status == 404
+    status, body, _ = request(service, "POST", "/api/actions/trigger", {"workflow": "etl_daily"}, headers)
+    answer = json.loads(body)
+    assert status == 200 and answer["ok"] is False and "schedule" in answer["reason"]
 
 
 def test_read_only_hides_and_refuses_actions(workload: tuple[Path, Simulation, str], tmp_path: Path) -> None:

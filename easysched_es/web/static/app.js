@@ -323,4 +323,9 @@ document.addEventListener("DOMContentLoaded", () => {
   if (page === "overview") pollOverview();
   if (page === "instance") instancePage();
   if (page === "sql") sqlPage();
+  if (page === "workflow") {
+    for (const button of $all("button.action[data-workflow]")) {
+      button.addEventListener("click", () => act(button.dataset.action, { workflow: button.dataset.workflow }));
+    }
+  }
 });
