@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from projections.client import open_reader
 
@@ -35,6 +36,14 @@ class Connection:
         with open_reader(self.data_dir) as reader:
             table = reader.query_arrow(query, params)
         return self.local.from_arrow(table)
+
+    def arrow(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """The answer of one read-only statement as a pyarrow Table (no pandas needed).
+
+        (`sql(...).df()` needs pandas: `pip install 'easysched-es[pandas]'`.)
+        """
+        with open_reader(self.data_dir) as reader:
+            return reader.query_arrow(query, params)
 
     def close(self) -> None:
         """Release the in-memory database holding the answers."""

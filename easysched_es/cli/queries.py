@@ -7,7 +7,6 @@ path that is not one they say so (exit 1). Heavy modules are imported inside the
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from easysched_es.cli.common import (
@@ -21,8 +20,6 @@ from easysched_es.cli.common import (
     print_json,
     source,
 )
-
-FINAL_STATES = ("SUCCESS", "FAILURE", "STOP", "PAUSE")
 
 
 def unknown_instance(instance: str, why: str | None = None) -> NotFoundError:
@@ -104,32 +101,19 @@ def cmd_timers(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from easysched_es.debug.views import status_view
-    from easysched_es.runtime.fold import fold_through, start_state
+    from easysched_es.query_verbs import UnknownInstanceError, WaitTimeoutError, wait_for_end
 
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    src = source(args)
-    partition = partition_of(args.instance)
-    if partition is None or partition >= src.partitions:
-        raise unknown_instance(args.instance)
-    folded = start_state(src, partition)
-    with src.commands() as commands:
-        while True:
-            fold_through(commands, folded, partition=partition)
-            view = status_view(folded, args.instance)
-            if not view:
-                raise unknown_instance(args.instance)
-            state = view[0]["state"]
-            if state in FINAL_STATES:
-                if args.json:
-                    print_json(view[0])
-                else:
-                    print(f"{args.instance} {state}")
-                return EXIT_OK if state == "SUCCESS" else EXIT_FAILED
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeout(f"{args.instance} still {state} after {args.timeout:g}s",
-                                  instance=args.instance, state=state)
-            time.sleep(0.1)
+    try:
+        final = wait_for_end(source(args), args.instance, args.timeout)
+    except UnknownInstanceError:
+        raise unknown_instance(args.instance) from None
+    except WaitTimeoutError as exc:
+        raise WaitTimeout(str(exc), instance=args.instance, state=exc.state) from None
+    if args.json:
+        print_json(final)
+    else:
+        print(f"{args.instance} {final['state']}")
+    return EXIT_OK if final["state"] == "SUCCESS" else EXIT_FAILED
 
 
 def _seconds(text: str) -> float:

@@ -36,5 +36,8 @@ def register(reg: Registrar) -> None:
     p.add_argument("--slots", type=int, default=None,
                    help="task processes run at a time on this machine (default 4 per CPU, at least 8; 0 = no limit)")
     add_ui_arguments(p)
-    p = reg.add("demo", cmd_demo, "run the DolphinScheduler #16895 scenario and a SHELL kill end to end")
+    # The demo runs on a fresh temporary directory and the embedded log only (it starts its own
+    # `easysched run`): --data-dir and --kafka would do nothing, so they are not offered.
+    p = reg.add("demo", cmd_demo, "run the DolphinScheduler #16895 scenario and a SHELL kill end to end "
+                "(on a fresh temporary data directory)", log_options=False)
     p.add_argument("--keep", action="store_true", help="keep the demo's data directory")

@@ -67,3 +67,9 @@ def test_help_defaults_named_without_importing_agree_with_their_source() -> None
 
     assert (*OVERLAP, *DS_EXECUTION_TYPES) == schedules.OVERLAP_POLICIES
     assert ui.DEFAULT_UI_PORT == DEFAULT_UI_PORT
+
+
+def test_5_demo_offers_no_option_it_would_ignore() -> None:
+    proc = run_cli("demo", "--data-dir", "/tmp/x")
+    assert proc.returncode == 2 and "unrecognized arguments: --data-dir" in proc.stderr
+    assert "--kafka" not in run_cli("demo", "--help").stdout

@@ -25,6 +25,7 @@ from easysched_es.core.codec import UnencodableError, encode
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import CommandRejected, Event, WorkflowDefined, WorkflowStarted
 from easysched_es.log.base import LogError, Record
+from easysched_es.query_verbs import QueryVerbs
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.embedded.verdicts import await_decision, master_pid
@@ -59,11 +60,15 @@ def _judged(verdict: Verdict) -> Verdict:
     return verdict
 
 
-class Client(ScheduleVerbs):
+class Client(ScheduleVerbs, QueryVerbs):
     """Produces commands to an embedded data directory."""
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data = DataDir(data_dir)
+
+    def _log_source(self) -> DataDir:
+        """What `status`, `wait`, `timers`, `logs` and `trace` fold (QueryVerbs)."""
+        return self.data
 
     def submit(self, command: c.Command) -> Verdict:
         """Append one command (stamped with the wall clock) and return the master's verdict.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
@@ -28,6 +29,10 @@ from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowS
 from easysched_es.core.slots import share
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
+from easysched_es.query_verbs import QueryVerbs
+
+if TYPE_CHECKING:
+    from easysched_es.runtime.kafka.master import KafkaLog
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.client import CommandRejectedError, Verdict
 from easysched_es.runtime.fold import instance_partition
@@ -40,7 +45,7 @@ class NoMasterError(LogError):
     """The command is in the log, but no master decided it in time."""
 
 
-class KafkaClient(ScheduleVerbs):
+class KafkaClient(ScheduleVerbs, QueryVerbs):
     """Produces commands to `<prefix>.commands` and waits for the verdicts."""
 
     def __init__(self, bootstrap: str | KafkaSettings, *, timeout: float = 30.0) -> None:
@@ -50,6 +55,12 @@ class KafkaClient(ScheduleVerbs):
         self.commands = KafkaStream(self.settings, "commands", create=False)
         self.events = KafkaStream(self.settings, "events", create=False)
         self._next = itertools.count(int(time.time()))
+
+    def _log_source(self) -> KafkaLog:
+        """What `status`, `wait`, `timers`, `logs` and `trace` fold: the topics, one State per partition."""
+        from easysched_es.runtime.kafka.master import KafkaLog
+
+        return KafkaLog(self.settings)  # imported here: the master module imports this one
 
     def close(self) -> None:
         """Close the producer and consumers."""
