@@ -31,6 +31,7 @@ from easysched_es.core.state import State
 from easysched_es.core.step import step
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.embedded.local_run import start_run, stop_run, wait_for
+from easysched_es.runtime.fold import records
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,18 +49,11 @@ def _flow(name: str) -> WorkflowDefinition:
 
 
 def _events(data: DataDir) -> list[tuple[int, list[e.Event]]]:
-    out = []
     with data.events() as stream:
-        pos = 0
-        while batch := stream.read(pos):
-            for record in batch:
-                b = decode_batch(record.payload)
-                out.append((b.at, b.events))
-                pos = record.offset + 1
-    return out
+        return [(b.at, b.events) for b in (decode_batch(r.payload) for r in records(stream))]
 
 
-def lateness(n: int) -> None:
+def lateness(n: int, slots: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="easysched-bench-sched-"))
     try:
         data = DataDir(root)
@@ -70,21 +64,18 @@ def lateness(n: int) -> None:
         payloads += [encode(c.SetSchedule(at=now, workflow=f"wf{i}", cron=f"{i % 60} * * * * ?", start=start,
                                           end=start + 59_999)) for i in range(n)]
         with data.commands() as commands:
-            commands.append(payloads)
+            for k in range(0, len(payloads), 500):  # appends of a bounded size, like many clients
+                commands.append(payloads[k : k + 500])
         with open(root / "run.log", "wb") as log:
-            run = start_run(root, log, "--no-projections")
+            run = start_run(root, log, "--no-projections", "--slots", str(slots))
         try:
-            wait_for("the measured minute to pass", lambda: time.time() * 1000 > start + 70_000,
-                     timeout=(start + 90_000) / 1000 - time.time(), every=0.5)
-            # Baseline: plain starts, append -> started report, in the same run.
-            base_at = []
+            # Baseline, before the measured minute: plain starts, append -> started report, same run.
             with data.commands() as commands:
                 for i in range(50):
-                    t = int(time.time() * 1000)
-                    commands.append([encode(c.StartWorkflow(at=t, workflow=f"wf{i}"))])
-                    base_at.append(t)
+                    commands.append([encode(c.StartWorkflow(at=int(time.time() * 1000), workflow=f"wf{i}"))])
                     time.sleep(0.05)
-            time.sleep(5)
+            wait_for("the measured minute to pass", lambda: time.time() * 1000 > start + 70_000,
+                     timeout=(start + 90_000) / 1000 - time.time(), every=0.5)
         finally:
             stop_run(run)
         nominal_of: dict[str, int] = {}
@@ -100,21 +91,18 @@ def lateness(n: int) -> None:
                 elif isinstance(ev, e.WorkflowStarted) and not ev.command_type:
                     manual_started[ev.instance] = at
         with data.commands() as commands:
-            pos = 0
-            while batch := commands.read(pos):
-                for record in batch:
-                    pos = record.offset + 1
-                    cmd = decode_command(record.payload)
-                    if isinstance(cmd, c.TaskStarted):
-                        if cmd.instance in nominal_of:
-                            running.append(cmd.at - nominal_of[cmd.instance])
-                        elif cmd.instance in manual_started:
-                            manual.append(cmd.at - manual_started[cmd.instance])
+            for record in records(commands):
+                cmd = decode_command(record.payload)
+                if isinstance(cmd, c.TaskStarted):
+                    if cmd.instance in nominal_of:
+                        running.append(cmd.at - nominal_of[cmd.instance])
+                    elif cmd.instance in manual_started:
+                        manual.append(cmd.at - manual_started[cmd.instance])
         if not tick or not running or not manual:
             print((root / "run.log").read_text(errors="replace")[-4000:])
             raise SystemExit(f"no fires measured (tick {len(tick)}, running {len(running)}, baseline {len(manual)})")
         fired, skipped = len(tick), n - len(tick)
-        print(f"{n} schedules, one fire each in one minute ({n / 60:.0f} fires/s), embedded log:")
+        print(f"{n} schedules, one fire each in one minute ({n / 60:.0f} fires/s), embedded log, run --slots {slots}:")
         print("  " + line("tick lateness (nominal -> CheckDue that fired it)", tick) + "  (target p99 < 50 ms)")
         print("  " + line("to running (nominal -> worker's started report)", running))
         print("  " + line("baseline: plain start -> started report", manual))
@@ -171,12 +159,13 @@ def main() -> None:
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--pending", type=int, default=100_000)
     parser.add_argument("--skip-run", action="store_true", help="only the in-process memory part")
+    parser.add_argument("--slots", type=int, default=64, help="task slots of the run (its --slots)")
     parser.add_argument("--skip-memory", action="store_true", help="only the lateness run")
     args = parser.parse_args()
     if not args.skip_memory:
         memory(args.pending)
     if not args.skip_run:
-        lateness(args.schedules)
+        lateness(args.schedules, args.slots)
 
 
 if __name__ == "__main__":

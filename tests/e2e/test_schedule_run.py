@@ -12,6 +12,7 @@ from easysched_es.core import events as e
 from easysched_es.core.codec import decode_batch
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.fold import records
 from tests.harness import Run, kill_leftovers, wait_until
 
 pytestmark = pytest.mark.slow
@@ -21,14 +22,8 @@ FLOW = msgspec.convert({"name": "tick", "tasks": [{"name": "t", "type": "SHELL",
 
 
 def fires(data: DataDir) -> list[e.ScheduleFired]:
-    out = []
     with data.events() as stream:
-        pos = 0
-        while batch := stream.read(pos):
-            for record in batch:
-                pos = record.offset + 1
-                out.extend(ev for ev in decode_batch(record.payload).events if isinstance(ev, e.ScheduleFired))
-    return out
+        return [ev for r in records(stream) for ev in decode_batch(r.payload).events if isinstance(ev, e.ScheduleFired)]
 
 
 def _scheduled(run: Run) -> list[tuple[int, str]]:
