@@ -17,9 +17,11 @@ When no broker can be started (no java, Maven cannot fetch the jars, the broker 
 tests that need one are skipped with the reason, except on CI (``CI=true``), where that is an error:
 the Kafka tests must run there, never silently skip.
 
-There is no testcontainers path: testcontainers-python's ``KafkaContainer`` drives Confluent images,
-not Apache Kafka 4.x. With a Docker engine, ``docker run -p 9092:9092 apache/kafka:4.1.1`` and
-``EASYSCHED_KAFKA=127.0.0.1:9092`` gives the same thing.
+When a Docker engine answers (and ``$EASYSCHED_KAFKA`` is not set), the session broker is the
+``apache/kafka`` image started through testcontainers-python's generic container
+(``tests/kafka_container.py``: testcontainers' own ``KafkaContainer`` drives Confluent images);
+without Docker, the Maven-jar ``LocalKafka`` as before. ``local_kafka`` (restart, stop, break)
+is always a ``LocalKafka``: those tests drive its process.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import NoReturn
 import pytest
 
 from easysched_es.runtime.kafka.local_broker import KafkaLocalError, LocalKafka
+from tests.kafka_container import KafkaContainer, broker_choice, docker_answers
 
 KAFKA_ENV = "EASYSCHED_KAFKA"
 # Taken out of the environment for the whole session: an embedded-log test's CLI subprocess must
@@ -58,9 +61,27 @@ def _start(data_dir: Path) -> LocalKafka:
 
 
 @pytest.fixture(scope="session")
-def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
-    """The session's local broker, or None when ``$EASYSCHED_KAFKA`` names an external one."""
-    if EXTERNAL_BROKER:
+def kafka_container() -> Iterator[KafkaContainer | None]:
+    """The session's broker in a container when a Docker engine answers, else None."""
+    if broker_choice(EXTERNAL_BROKER, not EXTERNAL_BROKER and docker_answers()) != "container":
+        yield None
+        return
+    try:
+        container = KafkaContainer().start()
+    except Exception as exc:
+        _unavailable(f"container {type(exc).__name__}: {exc}")
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_session_broker(
+    tmp_path_factory: pytest.TempPathFactory, kafka_container: KafkaContainer | None
+) -> Iterator[LocalKafka | None]:
+    """The session's local broker, or None when ``$EASYSCHED_KAFKA`` or a container serves instead."""
+    if EXTERNAL_BROKER or kafka_container is not None:
         yield None
         return
     broker = _start(tmp_path_factory.mktemp("kafka"))
@@ -71,8 +92,10 @@ def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(kafka_session_broker: LocalKafka | None) -> str:
+def kafka_bootstrap(kafka_session_broker: LocalKafka | None, kafka_container: KafkaContainer | None) -> str:
     """Bootstrap address (``host:port``) of a running Kafka 4.x broker shared by the session."""
+    if kafka_container is not None:
+        return kafka_container.bootstrap
     if kafka_session_broker is None:
         assert EXTERNAL_BROKER
         return EXTERNAL_BROKER
