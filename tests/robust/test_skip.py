@@ -3,6 +3,7 @@ the same way in the master, the CLI readers, trace, replay and verify."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ def test_a_raising_command_stops_the_partition_until_skipped(
     assert master.halted is not None and master.halted.failure.offset == bad
     assert any(type(e).__name__ == "DispatchTask" for e in effects)
     assert master.poll() == 0  # stays stopped
+    assert client.data.halted.read_text().startswith(f"partition 0 is stopped at offset {bad}")
     # The CLI says so, naming the offset and the way out.
     assert main(["--data-dir", str(tmp_path), "status"]) == 1
     err = capsys.readouterr().err
@@ -51,7 +53,7 @@ def test_a_raising_command_stops_the_partition_until_skipped(
     # The operator skips it; every fold now passes over it the same way.
     assert main(["--data-dir", str(tmp_path), "skip", str(bad), "--reason", "bug #42"]) == 0
     master.poll()  # finds the skip, folds again with it
-    assert master.halted is None
+    assert master.halted is None and not client.data.halted.exists()
     assert master.poll() == 2  # the skipped pause and the skip itself
     state = load_state(client.data)
     assert state.instances[instance].state == "RUNNING_EXECUTION"  # the pause never happened
@@ -92,3 +94,48 @@ def load_state_offset(client: Client) -> int:
     """The offset of the last command in the log (the pause that raised)."""
     with client.data.commands() as commands:
         return commands.last_record().offset  # type: ignore[union-attr]
+
+
+_BUG = '''
+import os
+if os.environ.get("EASYSCHED_TEST_PAUSE_BUG"):
+    from easysched_es.core import commands, step
+
+    def _boom(*_):
+        raise KeyError("a bug in the pause handler")
+
+    step._HANDLERS[commands.PauseWorkflow] = _boom
+'''
+
+
+@pytest.mark.slow
+def test_a_real_run_stops_at_a_raising_command_and_goes_on_after_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.harness import Run, cli, kill_leftovers, wait_until
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_BUG)  # the bug, in every easysched process of this test
+    monkeypatch.setenv("PYTHONPATH", f"{hook}:{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("EASYSCHED_TEST_PAUSE_BUG", "1")
+    root = tmp_path / "data"
+    run = Run(root)
+    try:
+        run.client.define(flow("w", shell("a", "sleep 1"), shell("b", upstream=["a"])))
+        instance = run.client.start("w")
+        paused = cli(root, "pause", instance)
+        assert paused.returncode == 1 and "is stopped at offset" in paused.stderr, paused.stderr
+        bad = int(paused.stderr.split("stopped at offset ")[1].split(":")[0])
+        wait_until("the master says it stopped", lambda: "stopped at offset" in run.log())
+        assert run.proc.poll() is None  # stopped loudly, not dead
+        status = cli(root, "status", "--json")
+        assert status.returncode == 1 and '"halted"' in status.stdout
+        skipped = cli(root, "skip", str(bad), "--reason", "bug #42")
+        assert skipped.returncode == 0, skipped.stderr
+        wait_until("the instance goes on without the pause",
+                   lambda: run.state().instances[instance].state == "SUCCESS", timeout=60)
+        assert cli(root, "verify").returncode == 0
+    finally:
+        run.stop()
+        kill_leftovers(root)

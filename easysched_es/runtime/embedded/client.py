@@ -83,12 +83,16 @@ class Client(ScheduleVerbs, QueryVerbs):
         except UnencodableError as exc:
             raise CommandRejectedError(f"the command cannot be written to the log: {exc}", -1) from None
         pid = master_pid(self.data)
+        if self.data.halted.exists():
+            pid = None  # the master is stopped at a failed command: fold, and say so, at once
         events = self.data.events() if pid is not None else None
         try:
             start = events.end() if events is not None else 0
             with self.data.commands() as commands:
                 offset = commands.append([payload])[0]
-            decided = await_decision(events, offset, start, pid) if events is not None and pid else None
+            decided = None
+            if events is not None and pid:
+                decided = await_decision(events, offset, start, pid, halted=self.data.halted)
         finally:
             if events is not None:
                 events.close()

@@ -7,6 +7,7 @@
 <data>/runs/              per-attempt claim files (idempotent dispatch, restart reconcile)
 <data>/logs/              per-attempt task logs
 <data>/master.lock        held by the one `easysched run` on this directory
+<data>/halted.txt         while the master is stopped at a command that raised (`easysched skip`)
 <data>/projections.duckdb the DuckDB read models
 ```
 """
@@ -35,6 +36,8 @@ class DataDir:
         self.runs = self.root / "runs"
         self.logs = self.root / "logs"
         self.master_lock = self.root / "master.lock"
+        # Present while the master is stopped at a command that raised (it holds the error).
+        self.halted = self.root / "halted.txt"
         self.duckdb = self.root / "projections.duckdb"
 
     def commands(self) -> EmbeddedStream:

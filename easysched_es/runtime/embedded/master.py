@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.commands import CheckDue
@@ -76,6 +77,7 @@ class EmbeddedMaster:
             cut = stream.repair_tail()
             if cut:
                 log.warning("cut a torn tail of %d bytes from %s", cut, stream.directory)
+        self._halt_file().unlink(missing_ok=True)  # the first poll says again if it still is
         self._rebuild()
         owed = pending_effects(self.state)
         for effect in owed:
@@ -138,6 +140,8 @@ class EmbeddedMaster:
             else:
                 self.halted, self._skip_scan = stop, stop.after
                 log.error("%s", stop)
+                # Clients then fold at once (and say so) instead of waiting for a decision.
+                self._halt_file().write_text(str(stop) + "\n")
             self._rebuild()
             return len(payloads)
         if not applied:
@@ -187,7 +191,11 @@ class EmbeddedMaster:
             return False
         log.warning("a skip of offset %d is in the log: the partition goes on", offset)
         self.halted = None
+        self._halt_file().unlink(missing_ok=True)
         return True
+
+    def _halt_file(self) -> Path:
+        return self.data.halted
 
     def snapshot(self) -> None:
         """Write a snapshot of the state as it stands."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from easysched_es.core.codec import decode_batch
 from easysched_es.core.events import Event
@@ -44,10 +45,13 @@ def master_pid(data: DataDir) -> int | None:
     return pid
 
 
-def await_decision(events: Stream, offset: int, start: int, pid: int, timeout: float = 30.0) -> list[Event] | None:
+def await_decision(
+    events: Stream, offset: int, start: int, pid: int, timeout: float = 30.0, halted: Path | None = None
+) -> list[Event] | None:
     """The events the master decided for the command at `offset`, read from events position `start`.
 
-    Returns None if the master dies or `timeout` passes first (the caller folds instead).
+    Returns None if the master dies, `timeout` passes or the file `halted` appears first (the
+    master stopped at a command that raised), and the caller folds instead.
     """
     deadline = time.monotonic() + timeout
     _alive = _pid_alive
@@ -63,7 +67,7 @@ def await_decision(events: Stream, offset: int, start: int, pid: int, timeout: f
                 return list(batch.events)
             if batch.offset > offset:
                 return None  # decided past us without our batch: never expected; fold instead
-        if time.monotonic() > deadline or not _alive(pid):
+        if time.monotonic() > deadline or not _alive(pid) or (halted is not None and halted.exists()):
             return None
         time.sleep(pause)
         pause = min(0.005, pause * 2)
