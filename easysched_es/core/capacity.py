@@ -161,6 +161,8 @@ def admit(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: ShellTas
     drain at the end of the step serves the queue in priority order.
     """
     cap = state.capacity
+    if not cap.workers and tdef.pool is None and version(state, inst).definition.max_parallel_tasks <= 0:
+        return True  # fast path: nothing limits the task (what `resources` would find)
     needs = resources(state, inst, tdef)
     if not needs:
         return True

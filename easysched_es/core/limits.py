@@ -137,8 +137,38 @@ def start_problem(definition: Any, params: Mapping[str, str]) -> str | None:
     problem, size = env_limits("parameter", merged)
     if problem:
         return problem
+    if size <= _start_headroom(definition):
+        return None  # no task's environment can exceed MAX_ENV_TOTAL with these parameters
     for task in definition.tasks:
         problem = task_problem(task, size)
         if problem:
             return f"with these parameters, task {task.name[:60]!r}: {problem}"
     return None
+
+
+# id(definition) -> (definition, headroom): kept alive by the entry, so an id is never reused.
+_HEADROOM: dict[int, tuple[Any, int]] = {}
+
+
+def _start_headroom(definition: Any) -> int:
+    """The largest parameter size for which `task_problem` is None for every task, else -1.
+
+    Every check of `task_problem` but the total depends on the task alone, so it is decided
+    once per definition (a start is the fold's hot path) instead of once per task per start.
+    """
+    cached = _HEADROOM.get(id(definition))
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    headroom = MAX_ENV_TOTAL
+    for task in definition.tasks:
+        if task_problem(task, 0) is not None:
+            headroom = -1  # some task is refused whatever the parameters: the full loop says which
+            break
+        env = getattr(task, "env", None)
+        if isinstance(env, dict):
+            fixed = env_limits("env", env)[1] + _env_bytes(f"{RUNTIME_PREFIX}SCRIPT", task.command)
+            headroom = min(headroom, MAX_ENV_TOTAL - fixed - RUNTIME_ENV_BYTES)
+    if len(_HEADROOM) >= 1024:
+        _HEADROOM.clear()
+    _HEADROOM[id(definition)] = (definition, headroom)
+    return headroom

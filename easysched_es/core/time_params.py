@@ -25,6 +25,7 @@ a unary minus applies to everything after it up to the closing parenthesis (`-1+
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -52,12 +53,16 @@ def local_time(base: int, zone: str) -> datetime:
 
 def builtin(base: int, zone: str) -> dict[str, str]:
     """`system.biz.date`, `system.biz.curdate` and `system.datetime` for a base time."""
-    t = local_time(base, zone)
-    return {
-        BIZ_DATE: (t - timedelta(days=1)).strftime("%Y%m%d"),
-        BIZ_CURDATE: t.strftime("%Y%m%d"),
-        DATETIME: t.strftime("%Y%m%d%H%M%S"),
-    }
+    biz_date, curdate, stamp = _builtin_values(base // 1000, zone)
+    return {BIZ_DATE: biz_date, BIZ_CURDATE: curdate, DATETIME: stamp}
+
+
+@functools.lru_cache(maxsize=4096)
+def _builtin_values(seconds: int, zone: str) -> tuple[str, str, str]:
+    # Cached: every instance start needs them and consecutive starts share a second (the
+    # fold's hot path); a pure function of (second, zone), so the cache changes no result.
+    t = local_time(seconds * 1000, zone)
+    return (t - timedelta(days=1)).strftime("%Y%m%d"), t.strftime("%Y%m%d"), t.strftime("%Y%m%d%H%M%S")
 
 
 def env_name(param: str) -> str:
@@ -330,7 +335,7 @@ def instance_params(params: Mapping[str, str], base: int, zone: str) -> tuple[di
 
 def resolve_values(values: dict[str, str], params: Mapping[str, str], base: int, zone: str) -> dict[str, str]:
     """A task's own values (its `env`) resolved like parameters; the same dict when none needs it."""
-    if not any("$" in v for v in values.values()):
+    if not values or not any("$" in v for v in values.values()):
         return values
     at = local_time(base, zone)
     try:
