@@ -32,7 +32,11 @@ def raise_alert(state: State, inst: WorkflowInstance, on: str, detail: str, out:
     entry = state.workflows.get(inst.workflow)
     if entry is None:
         return
-    version = next((v for v in entry.versions if v.version == inst.version), entry.latest)
+    versions = entry.versions
+    # Version N is versions[N - 1] (define appends); the scan is the fallback.
+    version = versions[inst.version - 1] if 0 < inst.version <= len(versions) else None
+    if version is None or version.version != inst.version:
+        version = next((v for v in versions if v.version == inst.version), entry.latest)
     for index, alert in enumerate(version.definition.alerts):
         if on not in alert.on:
             continue

@@ -61,9 +61,8 @@ def env_limits(field: str, env: Mapping[str, str], *, runtime_names: bool = True
         return f"{field}: {len(env)} entries; at most {MAX_PARAMS}", 0
     total = 0
     for name, value in env.items():
-        problem = name_problem(f"{field} name {name[:40]!r}", name)
-        if problem:
-            return problem, 0
+        if len(name) > MAX_NAME:  # name_problem's test, checked before its message is built
+            return name_problem(f"{field} name {name[:40]!r}", name), 0
         if runtime_names and (name.startswith(RUNTIME_PREFIX) or name in RUNTIME_NAMES):
             return (f"{field} {name!r} would be replaced by the variable the runtime sets under that name "
                     f"(EASYSCHED_*, DS_DATE, DS_TIME are reserved); rename it"), 0

@@ -23,6 +23,8 @@ def text_problem(field: str, value: str) -> str | None:
 def env_problem(field: str, env: Mapping[str, str]) -> str | None:
     """Why `env` cannot be a process environment (bad names, NUL characters), or None."""
     for name, value in env.items():
+        if name and "=" not in name and "\x00" not in name and "\x00" not in value:
+            continue  # the common case, without building the field names below
         if not name:
             return f"{field} has an empty name; environment names must be non-empty"
         if "=" in name:

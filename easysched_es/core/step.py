@@ -117,7 +117,9 @@ def _decide(state: State, command: c.Command, offset: int) -> list[e.Event]:
         if command.at > state.now:
             state.now = command.at
         _HANDLERS[type(command)](state, command, offset, out)
-        capacity.drain(state, out)
+        cap = state.capacity
+        if cap.serial or cap.waiting_count():  # drain's own guard, without the call on the hot path
+            capacity.drain(state, out)
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
