@@ -38,6 +38,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     filters = {"workflow": args.workflow, "state": args.state}
     state = None
     with gc_paused():
+        if args.request_id is not None:
+            return _status_of_request(args, load_states(src, progress=True))
         if args.instance is None:
             states = load_states(src, progress=True)
             view = annotate_status(status_view(states, **filters), states)
@@ -75,6 +77,35 @@ def _narrowed(view: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return narrow(view, since, args.limit)
+
+
+def _status_of_request(args: argparse.Namespace, states: list[Any]) -> int:
+    """`status --request-id ID`: what the fold decided for a request, and its instance's status."""
+    from easysched_es.core.requests import MAX_REQUESTS, REQUEST_WINDOW_MS
+    from easysched_es.debug.views import status_view
+
+    found = [(s.partition, s.requests[args.request_id]) for s in states if args.request_id in s.requests]
+    if not found:
+        raise NotFoundError(
+            f"no partition remembers request id {args.request_id!r}: not decided yet (is a master running?), "
+            f"never sent, or forgotten (ids are kept {REQUEST_WINDOW_MS // 3_600_000} h, at most "
+            f"{MAX_REQUESTS} per partition)", request_id=args.request_id)
+    partition, first = found[0]
+    decision = {"request_id": args.request_id, "command": first.command, "partition": partition,
+                "offset": first.offset, "accepted": not first.rejected, "reason": first.rejected or None,
+                "instance": first.instance or None}
+    view = []
+    if first.instance:
+        owner = next((s for s in states if first.instance in s.instances), None)
+        view = status_view(owner, first.instance) if owner is not None else []
+    if args.json:
+        print_json({**decision, "status": view[0] if view else None})
+    else:
+        verdict = "accepted" if not first.rejected else f"rejected: {first.rejected}"
+        print(f"request {args.request_id}: {first.command} at partition {partition} offset {first.offset}, {verdict}")
+        for inst in view:
+            print(f"{inst['instance']:<12} {inst['workflow']:<24} {inst['state']}")
+    return EXIT_OK if not first.rejected else EXIT_FAILED
 
 
 def cmd_timers(args: argparse.Namespace) -> int:
@@ -131,6 +162,8 @@ def register(reg: Registrar) -> None:
     p = reg.add("status", cmd_status, "instances and their tasks, folded from the log", reg.as_json)
     p.add_argument("instance", nargs="?", help="one instance id (P-N); default every instance")
     p.add_argument("--instance", dest="instance_opt", metavar="INSTANCE", help="the same as the positional INSTANCE")
+    p.add_argument("--request-id", metavar="ID",
+                   help="what was decided for the request with this id (printed by start, stop, ...) and its instance")
     p.add_argument("--workflow", help="only instances of this workflow")
     p.add_argument("--state", action="append", metavar="STATE",
                    help="only instances in this state (repeatable), e.g. --state FAILURE --state STOP")

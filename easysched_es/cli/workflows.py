@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
+from easysched_es.cli import requesting
 from easysched_es.cli.common import EXIT_OK, Handler, Registrar, client, parse_params, parse_time, print_json
 from easysched_es.cli.defining import define_once, defined_now
 
@@ -49,10 +51,19 @@ def _note_pending(target: object) -> None:
 def cmd_start(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     target = client(args)
-    instance = target.start(args.workflow, params, parse_time(args.schedule_time))
+    requesting.prepare(args, target)
+    rid = requesting.request_id(args)
+    if args.no_wait:
+        from easysched_es.core import commands as c
+
+        command = c.StartWorkflow(workflow=args.workflow, params=params, schedule_time=parse_time(args.schedule_time),
+                                  request_id=rid)
+        return requesting.no_wait(args, target, command)
+    with requesting.undecided_names_the_request(args):
+        instance = target.start(args.workflow, params, parse_time(args.schedule_time), request_id=rid)
     _note_pending(target)
     if args.json:
-        print_json({"instance": instance})
+        print_json({"instance": instance, "request_id": rid})
     else:
         print(instance)
     return EXIT_OK
@@ -61,11 +72,21 @@ def cmd_start(args: argparse.Namespace) -> int:
 def _simple(method: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         target = client(args)
+        requesting.prepare(args, target)
+        rid = requesting.request_id(args)
         extra = [args.task] if method == "kill_task" else []
-        verdict = getattr(target, method)(args.instance, *extra)
+        if args.no_wait:
+            from easysched_es.core import commands as c
+
+            kinds = {"stop": c.StopWorkflow, "pause": c.PauseWorkflow, "resume": c.ResumeWorkflow}
+            command: Any = (c.KillTask(instance=args.instance, task=args.task, request_id=rid) if extra
+                                  else kinds[method](instance=args.instance, request_id=rid))
+            return requesting.no_wait(args, target, command)
+        with requesting.undecided_names_the_request(args):
+            verdict = getattr(target, method)(args.instance, *extra, request_id=rid)
         _note_pending(target)
         if args.json:
-            print_json({"instance": args.instance, "offset": verdict.offset, "accepted": True})
+            print_json({"instance": args.instance, "offset": verdict.offset, "accepted": True, "request_id": rid})
         else:
             print(
                 f"{method.replace('_', '-')} {args.instance}{' ' + args.task if extra else ''}: accepted "
@@ -76,13 +97,16 @@ def _simple(method: str) -> Handler:
     return handler
 
 
+_REQ = requesting.options()
+
+
 def register(reg: Registrar) -> None:
     """Add define, start, stop, pause, resume and kill-task."""
     p = reg.add("define", cmd_define, "define and release workflows from YAML files", reg.as_json)
     p.add_argument("files", nargs="+", metavar="FILE", help="workflow YAML files")
     p.add_argument("--offline", action="store_true", help="define without releasing (cannot be started)")
 
-    p = reg.add("start", cmd_start, "start an instance of a workflow; prints the instance id", reg.as_json)
+    p = reg.add("start", cmd_start, "start an instance of a workflow; prints the instance id", reg.as_json, _REQ)
     p.add_argument("workflow", help="the workflow's name")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a parameter (repeatable)")
     p.add_argument("--schedule-time", help="the instance's schedule time (ISO-8601 with zone); base of date windows")
@@ -92,8 +116,9 @@ def register(reg: Registrar) -> None:
         ("pause", "pause", "pause an instance: dispatch nothing new, let running tasks finish"),
         ("resume", "resume", "resume a paused instance"),
     ):
-        p = reg.add(name, _simple(method), text, reg.as_json)
+        p = reg.add(name, _simple(method), text, reg.as_json, _REQ)
         p.add_argument("instance", help="the instance id (P-N)")
-    p = reg.add("kill-task", _simple("kill_task"), "kill one task of an instance (never retried)", reg.as_json)
+    p = reg.add("kill-task", _simple("kill_task"), "kill one task of an instance (never retried)", reg.as_json,
+                _REQ)
     p.add_argument("instance", help="the instance id (P-N)")
     p.add_argument("task", help="the task's name")

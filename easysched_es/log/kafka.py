@@ -131,7 +131,8 @@ class KafkaSettings:
         if self.timeout is None:
             return self.common()
         ms = max(int(self.timeout * 1000), 1000)
-        return {"max_block_ms": ms, "request_timeout_ms": ms, "delivery_timeout_ms": ms, **self.common()}
+        # kafka-python wants delivery >= linger + request (our producers linger 1 ms).
+        return {"max_block_ms": ms, "request_timeout_ms": ms, "delivery_timeout_ms": ms + 1000, **self.common()}
 
 
 def describe_failure(exc: BaseException, settings: KafkaSettings) -> str:
@@ -298,7 +299,7 @@ class KafkaStream:
         producer = self.producer()
         try:
             futures = [producer.send(self.topic, value=p, key=key, partition=partition) for p in payloads]
-            producer.flush()
+            producer.flush(timeout=self.read_timeout)
             return [f.get(timeout=self.read_timeout).offset for f in futures]
         except kerr.KafkaError as exc:
             raise LogError(_describe(exc, self.settings)) from exc

@@ -23,13 +23,14 @@ from pathlib import Path
 from easysched_es.core import commands as c
 from easysched_es.core.codec import UnencodableError, encode
 from easysched_es.core.definitions import WorkflowDefinition
-from easysched_es.core.events import CommandRejected, Event, WorkflowDefined, WorkflowStarted
+from easysched_es.core.events import Event, WorkflowDefined
 from easysched_es.log.base import LogError, Record
 from easysched_es.query_verbs import QueryVerbs
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.embedded.verdicts import await_decision, master_pid
 from easysched_es.runtime.fold import load_state
+from easysched_es.runtime.requests import rejection, started_instance
 from easysched_es.schedule_verbs import ScheduleVerbs
 
 
@@ -54,9 +55,9 @@ class Verdict:
 
 
 def _judged(verdict: Verdict) -> Verdict:
-    for ev in verdict.events:
-        if isinstance(ev, CommandRejected):
-            raise CommandRejectedError(ev.reason, verdict.offset)
+    reason = rejection(verdict.events)  # a repeat of a rejected request is rejected the same way
+    if reason is not None:
+        raise CommandRejectedError(reason, verdict.offset)
     return verdict
 
 
@@ -117,10 +118,25 @@ class Client(ScheduleVerbs, QueryVerbs):
             )
         return _judged(verdict)
 
-    def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
-        """Define (and by default release) a workflow; returns its version."""
-        verdict = self.submit(c.DefineWorkflow(definition=definition, release=release))
-        return next(ev.version for ev in verdict.events if isinstance(ev, WorkflowDefined))
+    def send(self, command: c.Command) -> list[tuple[int, int]]:
+        """Append a command without computing its verdict; returns [(partition 0, offset)]."""
+        if not command.at:
+            command.at = wall_ms()
+        try:
+            payload = encode(command)
+        except UnencodableError as exc:
+            raise CommandRejectedError(f"the command cannot be written to the log: {exc}", -1) from None
+        with self.data.commands() as commands:
+            return [(0, commands.append([payload])[0])]
+
+    def define(self, definition: WorkflowDefinition, *, release: bool = True, request_id: str = "") -> int:
+        """Define (and by default release) a workflow; returns its version (the newest, for a repeat)."""
+        verdict = self.submit(c.DefineWorkflow(definition=definition, release=release, request_id=request_id))
+        for ev in verdict.events:
+            if isinstance(ev, WorkflowDefined):
+                return ev.version
+        entry = load_state(self.data).workflows.get(definition.name)
+        return entry.versions[-1].version if entry is not None else 0
 
     def release(self, workflow: str, online: bool = True) -> Verdict:
         """Put a workflow ONLINE (released) or OFFLINE (its schedule goes OFFLINE too)."""
@@ -129,10 +145,12 @@ class Client(ScheduleVerbs, QueryVerbs):
     def _submit_schedule(self, command: c.Command) -> Verdict:
         return self.submit(command)
 
-    def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None) -> str:
-        """Start an instance; returns its id."""
-        verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time))
-        return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+    def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
+              *, request_id: str = "") -> str:
+        """Start an instance; returns its id (with `request_id`, a retry returns the first start's)."""
+        verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
+                                              request_id=request_id))
+        return started_instance(verdict.events)
 
     def skip(self, offset: int, reason: str) -> Verdict:
         """Pass over the command at `offset`, on which the partition stopped (its application raised)."""
@@ -145,18 +163,18 @@ class Client(ScheduleVerbs, QueryVerbs):
         """Set a pool's slot count (-1 deletes it); tasks naming the pool share its slots."""
         return [self.submit(c.SetPool(pool=pool, slots=slots))]
 
-    def stop(self, instance: str) -> Verdict:
+    def stop(self, instance: str, *, request_id: str = "") -> Verdict:
         """Stop an instance: every active task is killed."""
-        return self.submit(c.StopWorkflow(instance=instance))
+        return self.submit(c.StopWorkflow(instance=instance, request_id=request_id))
 
-    def pause(self, instance: str) -> Verdict:
+    def pause(self, instance: str, *, request_id: str = "") -> Verdict:
         """Pause an instance."""
-        return self.submit(c.PauseWorkflow(instance=instance))
+        return self.submit(c.PauseWorkflow(instance=instance, request_id=request_id))
 
-    def resume(self, instance: str) -> Verdict:
+    def resume(self, instance: str, *, request_id: str = "") -> Verdict:
         """Resume a paused instance."""
-        return self.submit(c.ResumeWorkflow(instance=instance))
+        return self.submit(c.ResumeWorkflow(instance=instance, request_id=request_id))
 
-    def kill_task(self, instance: str, task: str) -> Verdict:
+    def kill_task(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
         """Kill one task of an instance."""
-        return self.submit(c.KillTask(instance=instance, task=task))
+        return self.submit(c.KillTask(instance=instance, task=task, request_id=request_id))

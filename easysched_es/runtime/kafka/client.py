@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.definitions import WorkflowDefinition
-from easysched_es.core.events import CommandRejected, WorkflowDefined, WorkflowStarted
+from easysched_es.core.events import WorkflowDefined
 from easysched_es.core.slots import share
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.client import CommandRejectedError, Verdict
 from easysched_es.runtime.fold import instance_partition
+from easysched_es.runtime.requests import partition_for, rejection, started_instance
 from easysched_es.schedule_verbs import ScheduleVerbs, schedule_partition
 
 __all__ = ["KafkaClient", "NoMasterError", "instance_partition"]
@@ -88,10 +89,29 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         offsets = {p: self.commands.append([payload], p)[0] for p in partitions}
         verdicts = [self._verdict(p, offsets[p], starts[p]) for p in partitions]
         for v in verdicts:
-            for ev in v.events:
-                if isinstance(ev, CommandRejected):
-                    raise CommandRejectedError(ev.reason, v.offset)
+            reason = rejection(v.events)  # a repeat of a rejected request is rejected the same way
+            if reason is not None:
+                raise CommandRejectedError(reason, v.offset)
         return verdicts
+
+    def route(self, command: c.Command) -> list[int]:
+        """The partitions a command goes to (see the module docstring; a start with a request id
+        goes to the partition its id hashes to, so that a retry meets the first decision)."""
+        n = self.commands.partitions
+        if isinstance(command, (c.DefineWorkflow, c.SetReleaseState)):
+            return list(range(n))
+        if isinstance(command, c.StartWorkflow):
+            if command.request_id:
+                return [partition_for(command.request_id, n)]
+            return [next(self._next) % n]
+        return [instance_partition(str(getattr(command, "instance", "")))]
+
+    def send(self, command: c.Command) -> list[tuple[int, int]]:
+        """Produce a command without waiting for its verdict; returns (partition, offset) per copy."""
+        if not command.at:
+            command.at = wall_ms()
+        payload = encode(command)
+        return [(p, self.commands.append([payload], p)[0]) for p in self.route(command)]
 
     def _verdict(self, partition: int, offset: int, start: int) -> Verdict:
         deadline = time.monotonic() + self.timeout
@@ -113,11 +133,17 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
 
     # ---- the API (same as Client) --------------------------------------------------------
 
-    def define(self, definition: WorkflowDefinition, *, release: bool = True) -> int:
-        """Define (and by default release) a workflow in every partition; returns its version (partition 0)."""
-        verdicts = self.submit_many(c.DefineWorkflow(definition=definition, release=release),
+    def define(self, definition: WorkflowDefinition, *, release: bool = True, request_id: str = "") -> int:
+        """Define (and by default release) a workflow in every partition; returns its version (partition 0).
+
+        A repeat of `request_id` returns the newest version (the fold did not define it again).
+        """
+        verdicts = self.submit_many(c.DefineWorkflow(definition=definition, release=release, request_id=request_id),
                                     range(self.commands.partitions))
-        return next(ev.version for ev in verdicts[0].events if isinstance(ev, WorkflowDefined))
+        for ev in verdicts[0].events:
+            if isinstance(ev, WorkflowDefined):
+                return ev.version
+        return self._latest_version(definition.name)
 
     def release(self, workflow: str, online: bool) -> None:
         """Put a workflow ONLINE or OFFLINE in every partition."""
@@ -128,13 +154,15 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         return self.submit(command, schedule_partition(workflow, self.commands.partitions))
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
-              *, partition: int | None = None) -> str:
-        """Start an instance (on `partition`, else round-robin); returns its id."""
-        if partition is None:
-            partition = next(self._next) % self.commands.partitions
-        verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time),
-                              partition)
-        return next(ev.instance for ev in verdict.events if isinstance(ev, WorkflowStarted))
+              *, partition: int | None = None, request_id: str = "") -> str:
+        """Start an instance (on `partition`, else by request id, else round-robin); returns its id.
+
+        With `request_id`, a retry returns the instance the first start created.
+        """
+        command = c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
+                                  request_id=request_id)
+        verdict = self.submit(command, self.route(command)[0] if partition is None else partition)
+        return started_instance(verdict.events)
 
     def set_pool(self, pool: str, slots: int) -> list[Verdict]:
         """Set a pool's slots in every partition, split between them (-1 deletes the pool)."""
@@ -142,18 +170,26 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         return [self.submit(c.SetPool(pool=pool, slots=slots if slots < 0 else share(slots, n, p)), p)
                 for p in range(n)]
 
-    def stop(self, instance: str) -> Verdict:
+    def stop(self, instance: str, *, request_id: str = "") -> Verdict:
         """Stop an instance: every active task is killed."""
-        return self.submit(c.StopWorkflow(instance=instance), instance_partition(instance))
+        return self.submit(c.StopWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
 
-    def pause(self, instance: str) -> Verdict:
+    def pause(self, instance: str, *, request_id: str = "") -> Verdict:
         """Pause an instance."""
-        return self.submit(c.PauseWorkflow(instance=instance), instance_partition(instance))
+        return self.submit(c.PauseWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
 
-    def resume(self, instance: str) -> Verdict:
+    def resume(self, instance: str, *, request_id: str = "") -> Verdict:
         """Resume a paused instance."""
-        return self.submit(c.ResumeWorkflow(instance=instance), instance_partition(instance))
+        return self.submit(c.ResumeWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
 
-    def kill_task(self, instance: str, task: str) -> Verdict:
+    def kill_task(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
         """Kill one task of an instance."""
-        return self.submit(c.KillTask(instance=instance, task=task), instance_partition(instance))
+        return self.submit(c.KillTask(instance=instance, task=task, request_id=request_id),
+                           instance_partition(instance))
+
+    def _latest_version(self, workflow: str) -> int:
+        from easysched_es.runtime.fold import load_state
+        from easysched_es.runtime.kafka.master import KafkaLog
+
+        entry = load_state(KafkaLog(self.settings), partition=0).workflows.get(workflow)
+        return entry.versions[-1].version if entry is not None else 0
