@@ -1,12 +1,15 @@
 """End-to-end throughput through a real `easysched run` on the embedded log.
 
-    python bench/throughput.py [--fanout 200] [--chain 50] [--no-projections]
+    python bench/throughput.py [--fanout 1000] [--chain 50] [--slots 0,8] [--no-projections]
 
 Prints (a) fan-out: a workflow of N independent SHELL tasks running `true`, tasks/s from
-the start command to the instance's end; (b) a chain of M tasks: the median time per chain
-step (one task's end to the next task's end: report, fold, dispatch, spawn, run); and,
-measured in the same run, the bare rate of spawning `sh -c true` from Python.
-Targets: fan-out >= 300 tasks/s, chain step <= 10 ms.
+the start command to the instance's end, and the most task processes seen alive at once
+(/proc sampled during the run), once per `--slots` value (0 = no limit), each on its own
+`easysched run`; (b) a chain of M tasks (on the first run): the median time per chain step
+(one task's end to the next task's end: report, fold, dispatch, spawn, run); and, measured in
+the same run, the bare rate of spawning `sh -c true` from Python.
+Targets: fan-out >= 300 tasks/s unlimited; with 8 slots never more than 8 processes; chain
+step <= 10 ms.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +30,7 @@ import msgspec
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.runtime.embedded.client import Client
 from easysched_es.runtime.embedded.datadir import DataDir
-from easysched_es.runtime.embedded.local_run import start_run, stop_run, wait_for
+from easysched_es.runtime.embedded.local_run import start_run, stop_run, task_processes, wait_for
 from easysched_es.runtime.fold import load_state
 
 
@@ -45,7 +49,8 @@ def bare_spawn_rate(n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fanout", type=int, default=200)
+    parser.add_argument("--fanout", type=int, default=1000)
+    parser.add_argument("--slots", default="0,8", help="comma-separated --slots values, one run each (0 = no limit)")
     parser.add_argument("--chain", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-projections", action="store_true", help="run without the DuckDB projector")
@@ -61,47 +66,78 @@ def main() -> None:
     ]
     chain = msgspec.convert({"name": "chain", "tasks": chain_tasks}, WorkflowDefinition)
 
-    root = Path(tempfile.mkdtemp(prefix="easysched-bench-throughput-"))
-    extra = ["--no-projections"] if args.no_projections else []
-    try:
-        with open(root / "run.log", "wb") as log:
-            run = start_run(root, log, *extra)
+    slot_values = [int(v) for v in args.slots.split(",")]
+    results = []
+    for n, slots in enumerate(slot_values):
+        root = Path(tempfile.mkdtemp(prefix="easysched-bench-throughput-"))
         try:
-            data = DataDir(root)
-            client = Client(root)
-            client.define(fan)
-            client.define(chain)
-            rates, steps, chain_totals = [], [], []
-            for _ in range(args.rounds):
-                instance = client.start("fan")
-                inst = wait_for("fan-out done", lambda i=instance: _finished(data, i), timeout=120, every=0.05)
-                rates.append(args.fanout / ((inst.ended - inst.started) / 1000))
-                instance = client.start("chain")
-                inst = wait_for("chain done", lambda i=instance: _finished(data, i), timeout=120, every=0.05)
-                ends = [inst.started] + [inst.tasks[f"c{i}"].ended for i in range(args.chain)]
-                steps += [b - a for a, b in itertools.pairwise(ends)]
-                chain_totals.append(inst.ended - inst.started)
+            results.append(_one_run(root, slots, fan, chain if n == 0 else None, args))
         finally:
-            stop_run(run)
-        popen_rate, spawn_rate = bare_spawn_rate(500)
+            shutil.rmtree(root, ignore_errors=True)
+    popen_rate, spawn_rate = bare_spawn_rate(500)
+    for slots, rates, peak, steps, chain_totals in results:
+        label = "no slot limit" if slots == 0 else f"--slots {slots}"
         print(
-            f"fan-out ({args.fanout} x `true`): {statistics.median(rates):8.0f} tasks/s (median of {args.rounds};"
-            f" all: {', '.join(f'{r:.0f}' for r in rates)})"
+            f"fan-out ({args.fanout} x `true`, {label}): {statistics.median(rates):8.0f} tasks/s (median of"
+            f" {args.rounds}; all: {', '.join(f'{r:.0f}' for r in rates)}); at most {peak} task processes alive"
         )
-        print(
-            f"chain ({args.chain} steps): median {statistics.median(steps):.1f} ms per step, p90"
-            f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median {statistics.median(chain_totals)} ms"
-        )
-        print(
-            f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run,"
-            f" {spawn_rate:8.0f}/s posix_spawn"
-        )
-        print(
-            f"ratio fan-out / bare posix_spawn: {statistics.median(rates) / spawn_rate:.2f}"
-            "  (targets: >= 300 tasks/s; <= 10 ms per chain step)"
-        )
+        if steps:
+            print(
+                f"chain ({args.chain} steps, {label}): median {statistics.median(steps):.1f} ms per step, p90"
+                f" {statistics.quantiles(steps, n=10)[-1]:.1f} ms; whole chain median"
+                f" {statistics.median(chain_totals)} ms"
+            )
+    print(
+        f"bare spawn of `sh -c true` from Python: {popen_rate:8.0f}/s subprocess.run,"
+        f" {spawn_rate:8.0f}/s posix_spawn"
+    )
+    print(
+        f"ratio fan-out (first run) / bare posix_spawn: {statistics.median(results[0][1]) / spawn_rate:.2f}"
+        "  (targets: >= 300 tasks/s unlimited; max concurrency <= slots; <= 10 ms per chain step)"
+    )
+
+
+def _one_run(root: Path, slots: int, fan: WorkflowDefinition, chain: WorkflowDefinition | None,
+             args: argparse.Namespace) -> tuple[int, list[float], int, list[int], list[int]]:
+    extra = ["--no-projections"] if args.no_projections else []
+    with open(root / "run.log", "wb") as log:
+        run = start_run(root, log, "--slots", str(slots), *extra)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, len(task_processes(data.runs)))
+
+    try:
+        data = DataDir(root)
+        client = Client(root)
+        client.define(fan)
+        if chain is not None:
+            client.define(chain)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rates: list[float] = []
+        steps: list[int] = []
+        chain_totals: list[int] = []
+        for _ in range(args.rounds):
+            instance = client.start("fan")
+            inst = wait_for("fan-out done", lambda i=instance: _finished(data, i), timeout=600, every=0.05)
+            rates.append(args.fanout / ((inst.ended - inst.started) / 1000))
+            if chain is None:
+                continue
+            instance = client.start("chain")
+            inst = wait_for("chain done", lambda i=instance: _finished(data, i), timeout=600, every=0.05)
+            ends = [inst.started] + [inst.tasks[f"c{i}"].ended for i in range(args.chain)]
+            steps += [b - a for a, b in itertools.pairwise(ends)]
+            chain_totals.append(inst.ended - inst.started)
+        done.set()
+        sampler.join()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        done.set()
+        stop_run(run)
+    return slots, rates, peak, steps, chain_totals
 
 
 def _finished(data: DataDir, instance: str) -> object:

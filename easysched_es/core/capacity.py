@@ -145,8 +145,14 @@ def blocked(state: State, needs: tuple[str, ...], queued_ahead: bool = False) ->
             continue
         if r[0] == "p" and r[2:] not in cap.pools:
             return f"{WAITING}: pool {r[2:]} has no slots (easysched pool set {r[2:]} --slots N)"
-        busy = used(state, r)
+        # The holder table's size is an upper bound of the slots in use (stale holders are dropped
+        # lazily): recount only when it reaches the limit, so a check is O(1) amortised. A reason
+        # always carries the exact count (events must not depend on the cache).
+        holders = _holder_table(state).get(r)
         ahead = cap.waiters.get(r, 0) if queued_ahead else 0
+        if (len(holders) if holders else 0) < most and not ahead:
+            continue
+        busy = used(state, r)
         if busy >= most or ahead:
             extra = f", {ahead} waiting ahead" if ahead else ""
             return f"{WAITING}: {describe(r)} ({busy} of {most} busy{extra})"

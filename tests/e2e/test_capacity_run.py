@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -12,27 +11,10 @@ import pytest
 
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.local_run import task_processes
 from tests.harness import Run, cli, cli_json, kill_leftovers, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def alive_attempts(runs_dir: Path) -> set[bytes]:
-    """Attempt keys of the live (non-zombie) task processes of this data directory."""
-    needle = f"EASYSCHED_ATTEMPT_KEY={runs_dir}|".encode()
-    keys: set[bytes] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if needle in environ and stat.rsplit(") ", 1)[1][0] != "Z":
-            start = environ.index(needle)
-            keys.add(environ[start:environ.index(b"\0", start) if b"\0" in environ[start:] else None])
-    return keys
 
 
 def test_fan_out_of_200_with_4_slots_never_runs_more_than_4_processes(tmp_path: Path) -> None:
@@ -47,7 +29,7 @@ def test_fan_out_of_200_with_4_slots_never_runs_more_than_4_processes(tmp_path: 
 
         def sample() -> None:
             while not done.is_set():
-                seen.append(len(alive_attempts(runs)))
+                seen.append(len(task_processes(runs)))
 
         sampler = threading.Thread(target=sample)
         sampler.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -61,3 +62,25 @@ def stop_run(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def task_processes(runs_dir: Path) -> set[bytes]:
+    """Attempt keys of the live (non-zombie) task processes of a data directory's worker, from /proc.
+
+    Every process a task starts carries its attempt key in its environment, so a task's shell and
+    its children count once.
+    """
+    needle = f"EASYSCHED_ATTEMPT_KEY={runs_dir}|".encode()
+    keys: set[bytes] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        at = environ.find(needle)
+        if at >= 0 and pid_alive(int(entry)):
+            end = environ.find(b"\0", at)
+            keys.add(environ[at:end if end >= 0 else None])
+    return keys
