@@ -28,6 +28,7 @@ from easysched_es.cli import (
     logs,
     queries,
     schedules,
+    schema,
     service,
     skip,
     ui,
@@ -52,7 +53,8 @@ argparse._ = str  # type: ignore[attr-defined]
 argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
 
 # One line per subcommand module: each has `register(reg)`.
-MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules, logs, catalog)
+MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules, logs, catalog,
+           schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
