@@ -34,6 +34,7 @@ from easysched_es.core.events import DispatchTask
 from easysched_es.core.state import State
 from easysched_es.core.step import step
 from easysched_es.debug.views import status_view
+from easysched_es.runtime.gc_pause import gc_paused
 
 HOUR = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -84,13 +85,15 @@ class Soak:
 
 
 def measure(soak: Soak) -> tuple[int, float, float]:
+    """Snapshot size, load time and `status` time, loaded as the runtime does (collector paused)."""
     snap = encode(soak.state.snapshot())
-    t0 = time.perf_counter()
-    restored = State.restore(decode_snapshot(snap))
-    load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    status_view(State.restore(decode_snapshot(snap)), workflow="wf000")
-    status = time.perf_counter() - t0
+    with gc_paused():
+        t0 = time.perf_counter()
+        restored = State.restore(decode_snapshot(snap))
+        load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        status_view(State.restore(decode_snapshot(snap)), workflow="wf000")
+        status = time.perf_counter() - t0
     del restored
     return len(snap), load, status
 
