@@ -217,6 +217,7 @@ def submit(
     if inst.state != WF_RUNNING:
         return
     tasks = inst.tasks
+    task_defs, index = dv.definition.tasks, dv.index  # dv.task(name), inlined: the hot path
     ready: list[tuple[TaskInstance, TaskDef]] = []
     todo: Iterable[str] = names
     if skip:
@@ -234,7 +235,7 @@ def submit(
         for name in todo:
             if name in tasks:
                 continue
-            tdef = dv.task(name)
+            tdef = task_defs[index[name]]
             n_skipped = 0
             for up in tdef.upstream:
                 upstream = tasks.get(up)
@@ -254,7 +255,8 @@ def submit(
                     skipped.append(name)
                 else:
                     ti = tasks[name] = TaskInstance(name=name, type=BY_DEFINITION[type(tdef)].name)
-                    ti.inputs = upstream_pool(tasks, tdef.upstream)
+                    if tdef.upstream:  # a root has no upstream pool ({}, the default)
+                        ti.inputs = upstream_pool(tasks, tdef.upstream)
                     ready.append((ti, tdef))
         if not skipped:
             break

@@ -51,7 +51,9 @@ def dispatch_effect(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef
         task_type=ti.type,
         command=tdef.command,
         env={**inst.env, **ti.inputs} if ti.inputs else inst.env,
-        task_env=time_params.resolve_values(tdef.env, inst.params, inst.base_time, inst.zone or "UTC"),
+        # An empty env resolves to itself: no call on the hot path.
+        task_env=time_params.resolve_values(tdef.env, inst.params, inst.base_time, inst.zone or "UTC")
+        if tdef.env else tdef.env,
         worker_group=tdef.worker_group or version(state, inst).definition.worker_group,
     )
 
