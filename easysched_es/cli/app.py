@@ -27,6 +27,7 @@ from easysched_es.cli import (
     kafka,
     logs,
     queries,
+    recovery,
     schedules,
     schema,
     service,
@@ -54,7 +55,7 @@ argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  
 
 # One line per subcommand module: each has `register(reg)`.
 MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules, logs, catalog,
-           schema)
+           schema, recovery)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,26 @@ class KillTask(_Command, tag="kill_task"):
     task: str
 
 
+class RerunWorkflow(_Command, tag="rerun"):
+    """REPEAT_RUNNING: a finished instance runs all its tasks again; attempt numbers go on."""
+
+    instance: str
+
+
+class RecoverWorkflow(_Command, tag="recover"):
+    """START_FAILURE_TASK_PROCESS: a FAILURE or STOP instance re-runs the tasks that ended FAILURE,
+    KILL or NEED_FAULT_TOLERANCE and everything downstream of them; successes are kept."""
+
+    instance: str
+
+
+class ForceTaskSuccess(_Command, tag="force_success"):
+    """Mark a failed or killed task of a finished instance FORCED_SUCCESS (its downstream runs on recover)."""
+
+    instance: str
+    task: str
+
+
 class SkipCommand(_Command, tag="skip"):
     """An operator passes over the command at `offset`, whose application raised (a bug).
 
@@ -261,6 +281,9 @@ Command = (
     | PauseWorkflow
     | ResumeWorkflow
     | KillTask
+    | RerunWorkflow
+    | RecoverWorkflow
+    | ForceTaskSuccess
     | SkipCommand
     | TaskStarted
     | TaskFinished

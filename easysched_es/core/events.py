@@ -103,6 +103,17 @@ class WorkflowStateChanged(_Event, tag="workflow_state"):
     reason: str = ""
 
 
+class WorkflowReopened(_Event, tag="workflow_reopened"):
+    """A finished instance runs again: `command_type` REPEAT_RUNNING (rerun) or
+    START_FAILURE_TASK_PROCESS (recover); `tasks` are the task runs it discarded (they run again,
+    their attempt numbers going on), `kept` how many finished tasks it keeps."""
+
+    instance: str
+    command_type: str
+    tasks: list[str] = []
+    kept: int = 0
+
+
 class WorkflowFinished(_Event, tag="workflow_finished"):
     """A workflow instance reached a final state (SUCCESS, FAILURE, STOP)."""
 
@@ -350,6 +361,7 @@ Event = (
     | SkipRecorded
     | WorkflowStarted
     | WorkflowStateChanged
+    | WorkflowReopened
     | WorkflowFinished
     | TaskStateChanged
     | TimerSet

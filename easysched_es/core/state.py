@@ -79,6 +79,8 @@ class TaskInstance(msgspec.Struct, omit_defaults=True):
     type: str
     state: str = SUBMITTED
     attempt: int = 0
+    # Attempts made by earlier runs of the task (rerun, recover): retries count from here.
+    attempt_base: int = 0
     pid: int | None = None
     worker: str | None = None
     exit_code: int | None = None
@@ -119,6 +121,9 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # A child instance started by a SUB_WORKFLOW task: the parent instance and that task.
     parent: str = ""
     parent_task: str = ""
+    # The last attempt number of each task run discarded by a rerun or recover (core/recovery.py):
+    # the task's next run goes on from it, so attempt ids (and their log files) never repeat.
+    attempts: dict[str, int] = {}
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):

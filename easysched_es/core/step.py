@@ -21,6 +21,7 @@ from easysched_es.core import (
     alerts,
     capacity,
     limits,
+    recovery,
     requests,
     retention,
     schedules,
@@ -123,7 +124,7 @@ def _decide(state: State, command: c.Command, offset: int) -> list[e.Event]:
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
-    except (schedules.ScheduleError, capacity.CapacityError) as r:
+    except (schedules.ScheduleError, capacity.CapacityError, recovery.RecoveryError) as r:
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=str(r))]
     return out
 
@@ -383,6 +384,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     **capacity.HANDLERS,
     **alerts.HANDLERS,
     **retention.HANDLERS,
+    **recovery.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

@@ -257,6 +257,8 @@ def submit(
                     ti = tasks[name] = TaskInstance(name=name, type=BY_DEFINITION[type(tdef)].name)
                     if tdef.upstream:  # a root has no upstream pool ({}, the default)
                         ti.inputs = upstream_pool(tasks, tdef.upstream)
+                    if inst.attempts:  # a rerun or recover: the attempt numbers go on
+                        ti.attempt = ti.attempt_base = inst.attempts.get(name, 0)
                     ready.append((ti, tdef))
         if not skipped:
             break

@@ -183,7 +183,7 @@ def _finished(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.Tas
 
 def _failed_attempt(state: State, inst: WorkflowInstance, ti: TaskInstance, why: str, out: Out) -> None:
     tdef = _shell_def(state, inst, ti)
-    if ti.attempt > tdef.retry_times:
+    if ti.attempt - ti.attempt_base > tdef.retry_times:
         workflow.finish_task(state, inst, ti, FAILURE, out, why)
         return
     cancel_timers(state, inst, ti.name, "attempt failed", out)
@@ -194,7 +194,7 @@ def _failed_attempt(state: State, inst: WorkflowInstance, ti: TaskInstance, why:
         workflow.maybe_finish(state, inst, out)
         return
     ti.state = DELAY
-    task_changed(inst, ti, out, f"{why}; retry {ti.attempt} of {tdef.retry_times}")
+    task_changed(inst, ti, out, f"{why}; retry {ti.attempt - ti.attempt_base} of {tdef.retry_times}")
     if tdef.retry_interval > 0:
         set_timer(state, inst, ti.name, RETRY, state.now + ms(tdef.retry_interval), out)
     else:

@@ -178,3 +178,15 @@ class Client(ScheduleVerbs, QueryVerbs):
     def kill_task(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
         """Kill one task of an instance."""
         return self.submit(c.KillTask(instance=instance, task=task, request_id=request_id))
+
+    def rerun(self, instance: str, *, request_id: str = "") -> Verdict:
+        """REPEAT_RUNNING: a finished instance runs all its tasks again (attempt numbers go on)."""
+        return self.submit(c.RerunWorkflow(instance=instance, request_id=request_id))
+
+    def recover(self, instance: str, *, request_id: str = "") -> Verdict:
+        """START_FAILURE_TASK_PROCESS: re-run the failed and killed tasks and what follows them."""
+        return self.submit(c.RecoverWorkflow(instance=instance, request_id=request_id))
+
+    def force_success(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
+        """Mark a failed or killed task of a finished instance FORCED_SUCCESS."""
+        return self.submit(c.ForceTaskSuccess(instance=instance, task=task, request_id=request_id))

@@ -193,3 +193,16 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
 
         entry = load_state(KafkaLog(self.settings), partition=0).workflows.get(workflow)
         return entry.versions[-1].version if entry is not None else 0
+
+    def rerun(self, instance: str, *, request_id: str = "") -> Verdict:
+        """REPEAT_RUNNING: a finished instance runs all its tasks again (attempt numbers go on)."""
+        return self.submit(c.RerunWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
+
+    def recover(self, instance: str, *, request_id: str = "") -> Verdict:
+        """START_FAILURE_TASK_PROCESS: re-run the failed and killed tasks and what follows them."""
+        return self.submit(c.RecoverWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
+
+    def force_success(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
+        """Mark a failed or killed task of a finished instance FORCED_SUCCESS."""
+        command = c.ForceTaskSuccess(instance=instance, task=task, request_id=request_id)
+        return self.submit(command, instance_partition(instance))
