@@ -74,7 +74,9 @@ def print_status(view: list[dict[str, Any]]) -> None:
         waits = f" ({inst['waiting_for']})" if "waiting_for" in inst else ""
         times = f"started {_short(inst.get('started_at'))}" + (
             f", ended {_short(inst['ended_at'])}" if inst.get("ended_at") else "")
-        print(f"{inst['instance']}  {inst['workflow']} v{inst.get('version', '?')}  {inst['state']}{waits}  ({times})")
+        zone = f", {inst['timezone']}" if inst.get("timezone", "UTC") != "UTC" else ""
+        print(f"{inst['instance']}  {inst['workflow']} v{inst.get('version', '?')}  {inst['state']}{waits}  "
+              f"({times}{zone})")
         print_table(["task", "type", "state", "attempt", "exit", "started", "ended", "reason"], [
             [t["name"], t["type"], t["state"], t["attempt"] or "", "" if t.get("exit_code") is None else t["exit_code"],
              _short(t.get("started_at")), _short(t.get("ended_at")), t.get("reason") or ""]

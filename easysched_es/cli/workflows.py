@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -57,10 +58,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         from easysched_es.core import commands as c
 
         command = c.StartWorkflow(workflow=args.workflow, params=params, schedule_time=parse_time(args.schedule_time),
-                                  request_id=rid)
+                                  request_id=rid, timezone=args.timezone)
         return requesting.no_wait(args, target, command)
     with requesting.undecided_names_the_request(args):
-        instance = target.start(args.workflow, params, parse_time(args.schedule_time), request_id=rid)
+        instance = target.start(args.workflow, params, parse_time(args.schedule_time), request_id=rid,
+                                  timezone=args.timezone)
     _note_pending(target)
     if args.json:
         print_json({"instance": instance, "request_id": rid})
@@ -110,6 +112,9 @@ def register(reg: Registrar) -> None:
     p.add_argument("workflow", help="the workflow's name")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="a parameter (repeatable)")
     p.add_argument("--schedule-time", help="the instance's schedule time (ISO-8601 with zone); base of date windows")
+    p.add_argument("--timezone", default=os.environ.get("EASYSCHED_TIMEZONE", ""), metavar="ZONE",
+                   help="IANA zone of DS_DATE and the time parameters, e.g. Asia/Shanghai "
+                   "(env EASYSCHED_TIMEZONE; default the workflow's schedule zone, else UTC)")
 
     for name, method, text in (
         ("stop", "stop", "stop an instance: kill every active task"),

@@ -40,6 +40,8 @@ class StartWorkflow(_Command, tag="start"):
     workflow: str
     params: dict[str, str] = {}
     schedule_time: int | None = None
+    # The IANA zone of DS_DATE and the time parameters ("": the workflow's schedule zone, else UTC).
+    timezone: str = ""
 
 
 class StopWorkflow(_Command, tag="stop"):

@@ -28,6 +28,7 @@ from easysched_es.core import (
     spawn_rules,
     time_params,
     workflow,
+    zones,
 )
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
@@ -246,10 +247,15 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
     if problem := spawn_rules.env_problem("parameter", cmd.params) or limits.start_problem(
             entry.latest.definition, cmd.params):
         raise _Rejected(problem)
-    zone = schedules.zone_of(state, cmd.workflow)
+    zone = cmd.timezone or schedules.zone_of(state, cmd.workflow)
+    if cmd.timezone:
+        try:
+            zones.zone(cmd.timezone)
+        except zones.ZoneError as exc:
+            raise _Rejected(f"timezone: {exc}") from None
     try:
         workflow.start_instance(state, cmd.workflow, f"{state.partition}-{offset}", cmd.params, cmd.schedule_time,
-                                zone, "", out)
+                                zone, "", out, date_zone=cmd.timezone)
     except time_params.TimeExprError as exc:
         raise _Rejected(f"parameter: {exc}") from None
 

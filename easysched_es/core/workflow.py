@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from easysched_es.core import capacity, time_params
+from easysched_es.core import capacity, time_params, zones
 from easysched_es.core import events as e
 from easysched_es.core.definitions import TaskDef
 from easysched_es.core.state import (
@@ -42,8 +42,11 @@ from easysched_es.core.tasks.base import BY_DEFINITION, HOLDS_WORK, TYPES, Out, 
 _FINISH_REASONS = {s: f"task {s}" for s in (SUCCESS, FAILURE, KILL)}
 
 
-def instance_env(inst: WorkflowInstance) -> dict[str, str]:
+def instance_env(inst: WorkflowInstance, date_zone: str = "") -> dict[str, str]:
     """The environment every task of an instance gets: its parameters and system values.
+
+    DS_DATE is the base date in `date_zone` (`start --timezone`), else in UTC; DS_TIME is the
+    UTC instant either way.
 
     Computed once per instance; dispatches share it, so a dispatch allocates no new dict.
     """
@@ -51,6 +54,8 @@ def instance_env(inst: WorkflowInstance) -> dict[str, str]:
     env["EASYSCHED_WORKFLOW"] = inst.workflow
     env["EASYSCHED_INSTANCE"] = inst.id
     ds_date, ds_time, system = _base_env(inst.base_time // 1000, inst.zone or "UTC")
+    if date_zone and date_zone != "UTC":
+        ds_date = datetime.fromtimestamp(inst.base_time // 1000, tz=zones.zone(date_zone)).date().isoformat()
     env["DS_DATE"] = ds_date
     env["DS_TIME"] = ds_time
     # DolphinScheduler's built-in time parameters, as shell-safe names (system_biz_date, ...).
@@ -100,7 +105,8 @@ RESUMED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 
 
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
-                   zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", "")) -> WorkflowInstance:
+                   zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", ""),
+                   date_zone: str = "") -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
 
     `params` override the definition's; `${...}`/`$[...]` in them are resolved at the base
@@ -126,7 +132,7 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
         parent=parent[0],
         parent_task=parent[1],
     )
-    inst.env = instance_env(inst)
+    inst.env = instance_env(inst, date_zone)
     state.instances[inst.id] = inst
     state.record_upstream(workflow, UpstreamRecord(inst.id, base, WF_RUNNING, {}, scheduled=schedule_time is not None))
     out.append(

@@ -33,6 +33,7 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
         # Who started it: START_PROCESS (a user), SCHEDULER (the workflow's schedule, for schedule_time).
         "command_type": inst.command_type or "START_PROCESS",
         "schedule_time": iso(inst.schedule_time),
+        "timezone": inst.zone or "UTC",  # of DS_DATE and the time parameters
         "tasks": [
             {
                 "name": t.name,

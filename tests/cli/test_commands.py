@@ -82,3 +82,24 @@ def _display_col(line: str, index: int) -> int:
     import unicodedata
 
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line[:index])
+
+
+def test_9_start_takes_a_timezone_for_ds_date(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    try:
+        data = str(tmp_path)
+        run_cli("define", str(write_flow(tmp_path / "d.yaml", "d", "echo $DS_DATE")), "--data-dir", data)
+        at = "2026-11-24T00:00:00+08:00"
+        utc = json.loads(run_cli("start", "d", "--schedule-time", at, "--data-dir", data, "--json").stdout)["instance"]
+        proc = run_cli("start", "d", "--schedule-time", at, "--timezone", "Asia/Shanghai", "--data-dir", data, "--json")
+        local = json.loads(proc.stdout)["instance"]
+        for instance in (utc, local):
+            wait_until("the instance to end", lambda i=instance: run.state().instances[i].state == "SUCCESS",
+                       timeout=120)
+        assert run_cli("logs", utc, "a", "--data-dir", data).stdout == "2026-11-23\n"  # UTC by default
+        assert run_cli("logs", local, "a", "--data-dir", data).stdout == "2026-11-24\n"
+        assert json.loads(run_cli("status", local, "--data-dir", data, "--json").stdout)["timezone"] == "Asia/Shanghai"
+        bad = run_cli("start", "d", "--timezone", "Mars/Olympus", "--data-dir", data, "--json")
+        assert bad.returncode == 1 and json_error(bad)["kind"] == "rejected"
+    finally:
+        run.stop()

@@ -146,10 +146,13 @@ class Client(ScheduleVerbs, QueryVerbs):
         return self.submit(command)
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
-              *, request_id: str = "") -> str:
-        """Start an instance; returns its id (with `request_id`, a retry returns the first start's)."""
+              *, request_id: str = "", timezone: str = "") -> str:
+        """Start an instance; returns its id (with `request_id`, a retry returns the first start's).
+
+        `timezone` (IANA) is the zone of DS_DATE (default UTC).
+        """
         verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
-                                              request_id=request_id))
+                                              request_id=request_id, timezone=timezone))
         return started_instance(verdict.events)
 
     def skip(self, offset: int, reason: str) -> Verdict:

@@ -154,13 +154,13 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         return self.submit(command, schedule_partition(workflow, self.commands.partitions))
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
-              *, partition: int | None = None, request_id: str = "") -> str:
+              *, partition: int | None = None, request_id: str = "", timezone: str = "") -> str:
         """Start an instance (on `partition`, else by request id, else round-robin); returns its id.
 
         With `request_id`, a retry returns the instance the first start created.
         """
         command = c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
-                                  request_id=request_id)
+                                  request_id=request_id, timezone=timezone)
         verdict = self.submit(command, self.route(command)[0] if partition is None else partition)
         return started_instance(verdict.events)
 
