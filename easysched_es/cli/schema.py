@@ -28,8 +28,8 @@ def wire_schema() -> dict[str, object]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "easysched-es wire format",
         "wire_format_version": WIRE_FORMAT_VERSION,
-        "encoding": "msgpack (a record header content-type=application/json is not accepted yet); "
-                    "each record is one command on <prefix>.commands, one EventBatch on <prefix>.events",
+        "encoding": "msgpack; or JSON for a command record with the header content-type: application/json. "
+                    "Each record is one command on <prefix>.commands, one EventBatch on <prefix>.events",
         "commands": command,
         "event_batch": batch,
         "$defs": defs,

@@ -29,6 +29,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
 from easysched_es.log.base import LogError, Record
+from easysched_es.log.json_commands import is_json, to_msgpack
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -219,6 +220,15 @@ class _Reader:
         self.consumer.close(autocommit=False)
 
 
+def record_of(r: Any) -> Record:
+    """Our Record of a kafka-python ConsumerRecord (a JSON command becomes its msgpack form)."""
+    value = r.value if r.value is not None else b""
+    if r.headers and is_json(r.headers):  # a JSON-encoded command (log/json_commands.py)
+        payload, reason = to_msgpack(value)
+        return Record(r.offset, payload, r.offset + 1, reason)
+    return Record(r.offset, value, r.offset + 1)
+
+
 class KafkaStream:
     """One stream (`commands`, `events` or `snapshots`) as a Kafka topic. Thread-safe.
 
@@ -352,8 +362,7 @@ class KafkaStream:
             batch = consumer.poll(timeout_ms=20, max_records=self._consumer_config["max_poll_records"])
             records = batch.get(tp, [])
             if records:
-                reader.buffer.extend(Record(r.offset, r.value if r.value is not None else b"", r.offset + 1)
-                                     for r in records)
+                reader.buffer.extend(record_of(r) for r in records)
                 reader.fetched_to = records[-1].offset + 1
                 return
             position = consumer.position(tp)

@@ -67,7 +67,7 @@ def test_a_start_that_timed_out_is_retried_without_a_duplicate_on_kafka(kafka_bo
         # its retry gets that same decision, not a new one.
         retried = _cli(env, tmp_path, "start", "upstream", "--timeout", "90", "--request-id", "retry-me")
         assert retried.returncode == 1 and "unknown workflow" in retried.stderr.lower(), retried.stderr
-        assert _cli(env, tmp_path, "define", str(FLOW), "--timeout", "90").returncode == 0
+        assert _cli(env, tmp_path, "define", str(FLOW)).returncode == 0
         ids = set()
         for _ in range(3):  # three invocations with one id: three partitions by round-robin otherwise
             proc = _cli(env, tmp_path, "start", "upstream", "--request-id", "once", "--json", "--timeout", "90")
@@ -80,5 +80,50 @@ def test_a_start_that_timed_out_is_retried_without_a_duplicate_on_kafka(kafka_bo
         every = json.loads(_cli(env, tmp_path, "status", "--json").stdout)
         assert [i["instance"] for i in every if i["workflow"] == "upstream"] == list(ids)
     finally:
+        master.terminate()
+        master.wait(30)
+
+
+@pytest.mark.kafka
+def test_a_plain_kafka_producer_starts_instances_in_msgpack_and_in_json(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Issue 14 point 1: a team producing with its own client, in either encoding, sees the instance run."""
+    import msgspec
+    from kafka import KafkaProducer
+
+    from easysched_es.core import events as e
+    from easysched_es.core.codec import decode_batch
+    from easysched_es.log.kafka import KafkaSettings, KafkaStream
+
+    prefix = f"wire{os.getpid()}x{next(_run)}"
+    env = {**os.environ, "EASYSCHED_KAFKA": kafka_bootstrap, "EASYSCHED_KAFKA_PREFIX": prefix,
+           "EASYSCHED_KAFKA_PARTITIONS": "1"}
+    master = subprocess.Popen([sys.executable, "-m", "easysched_es", "master", "--session-timeout", "6"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "master.err", "wb"))  # noqa: SIM115
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        assert _cli(env, tmp_path, "define", str(FLOW)).returncode == 0, "define"
+        start = {"type": "start", "workflow": "upstream", "at": 1_764_590_400_000}
+        topic = f"{prefix}.commands"
+        packed = producer.send(topic, msgspec.msgpack.encode(start), partition=0).get(30).offset
+        as_json = producer.send(topic, msgspec.json.encode(start), partition=0,
+                                headers=[("content-type", b"application/json")]).get(30).offset
+        bad = producer.send(topic, b'{"type": "start"}', partition=0,
+                            headers=[("content-type", b"application/json")]).get(30).offset
+
+        def decided() -> dict[int, list[e.Event]] | None:
+            with KafkaStream(KafkaSettings(kafka_bootstrap, prefix=prefix), "events", create=False) as events:
+                found = {b.offset: b.events for b in map(decode_batch, (r.payload for r in events.iter_records(0)))}
+            return found if {packed, as_json, bad} <= set(found) else None
+
+        batches = wait_for("the three commands decided", decided, 90)
+        for offset in (packed, as_json):
+            assert any(isinstance(ev, e.WorkflowStarted) and ev.instance == f"0-{offset}" for ev in batches[offset])
+        rejected = [ev for ev in batches[bad] if isinstance(ev, e.CommandRejected)]
+        assert rejected and "JSON command does not decode" in rejected[0].reason
+        for offset in (packed, as_json):
+            done = _cli(env, tmp_path, "wait", f"0-{offset}", "--timeout", "120")
+            assert done.returncode == 0 or "still" in done.stderr or done.returncode == 1, done.stderr
+    finally:
+        producer.close()
         master.terminate()
         master.wait(30)

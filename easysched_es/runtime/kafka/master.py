@@ -40,9 +40,9 @@ from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.commands import CheckDue, UpstreamFinished
 from easysched_es.core.events import EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
-from easysched_es.core.step import pending_effects, step_record
+from easysched_es.core.step import pending_effects, reject_record, step_record
 from easysched_es.debug.verify import VerifyReport, verify_partition_into
-from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics
+from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics, record_of
 from easysched_es.runtime.clock import wall_ms
 
 log = logging.getLogger(__name__)
@@ -230,8 +230,11 @@ class KafkaMaster:
             offset = record.offset
             if offset < state.position:
                 continue
-            value = record.value if record.value is not None else b""
-            _, events, tag = step_record(state, value, offset)
+            rec = record_of(record)  # the same record every reader of the log sees (JSON commands too)
+            if rec.corrupt is not None:
+                _, events, tag = reject_record(state, offset, f"corrupt record: {rec.corrupt}")
+            else:
+                _, events, tag = step_record(state, rec.payload, offset)
             state.position = offset + 1
             if offset < owned.replay_until:
                 owned.replayed += 1
