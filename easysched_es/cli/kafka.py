@@ -105,7 +105,11 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir).absolute()
     if args.action == "start":
+        if args.fresh:
+            _make_fresh(kafka_local, directory)
+        earlier = earlier_topics(directory / kafka_local.LOG_DIRS)
         info = kafka_local.start_detached(directory, port=args.port)
+        info["earlier_topics"] = sorted(earlier)
     elif args.action == "stop":
         stopped = kafka_local.stop_detached(directory)
         info = {"stopped": stopped, "data_dir": str(directory)}
@@ -115,6 +119,14 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
     elif args.action == "start":
         print(f"Kafka {info.get('version', '')} running at {info['bootstrap']} (pid {info['pid']}, data {directory})")
+        if info.get("already_running"):
+            print(f"(it was already running on {directory})")
+        elif info["earlier_topics"]:
+            shown = ", ".join(info["earlier_topics"][:6]) + (" ..." if len(info["earlier_topics"]) > 6 else "")
+            print(f"{directory} holds data from earlier runs: {len(info['earlier_topics'])} topics ({shown}); "
+                  "`kafka-local stop` then `kafka-local start --fresh` starts empty")
+        else:
+            print(f"{directory} held no earlier data: the broker starts empty")
         print(f"export EASYSCHED_KAFKA={info['bootstrap']}")
     elif args.action == "stop":
         print("stopped" if info["stopped"] else f"no broker was running on {directory}")
@@ -123,6 +135,28 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     if args.action == "status" and not info.get("pid"):
         return 1
     return 0
+
+
+def earlier_topics(log_dirs: Path) -> set[str]:
+    """The topics (internal ones left out) whose partition directories a broker's log dir holds."""
+    if not log_dirs.is_dir():
+        return set()
+    names = set()
+    for entry in log_dirs.iterdir():
+        topic, sep, part = entry.name.rpartition("-")
+        if entry.is_dir() and sep and part.isdigit() and not topic.startswith("__"):
+            names.add(topic)
+    return names
+
+
+def _make_fresh(kafka_local: Any, directory: Path) -> None:
+    """`--fresh`: drop the broker's data (never under a running broker)."""
+    import shutil
+
+    if kafka_local.status(directory) is not None:
+        raise UsageError(f"a broker runs on {directory}: `easysched kafka-local stop --dir {directory}` first, "
+                         "then start --fresh")
+    shutil.rmtree(directory / kafka_local.LOG_DIRS, ignore_errors=True)
 
 
 def register(reg: Registrar) -> None:
@@ -162,3 +196,5 @@ def register(reg: Registrar) -> None:
     p.add_argument("--dir", type=Path, default=DEFAULT_LOCAL_DIR,
                    help=f"broker data directory (default {DEFAULT_LOCAL_DIR})")
     p.add_argument("--port", type=int, default=None, help="client port for a new broker (default: a free port)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start: drop the data of earlier runs in --dir first (refused while a broker runs there)")
