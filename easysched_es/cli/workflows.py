@@ -58,11 +58,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         from easysched_es.core import commands as c
 
         command = c.StartWorkflow(workflow=args.workflow, params=params, schedule_time=parse_time(args.schedule_time),
-                                  request_id=rid, timezone=args.timezone)
+                                  request_id=rid, timezone=args.timezone, from_tasks=args.from_task, scope=args.scope)
         return requesting.no_wait(args, target, command)
     with requesting.undecided_names_the_request(args):
         instance = target.start(args.workflow, params, parse_time(args.schedule_time), request_id=rid,
-                                  timezone=args.timezone)
+                                timezone=args.timezone, from_tasks=args.from_task, scope=args.scope)
     _note_pending(target)
     if args.json:
         print_json({"instance": instance, "request_id": rid})
@@ -115,6 +115,11 @@ def register(reg: Registrar) -> None:
     p.add_argument("--timezone", default=os.environ.get("EASYSCHED_TIMEZONE", ""), metavar="ZONE",
                    help="IANA zone of DS_DATE and the time parameters, e.g. Asia/Shanghai "
                    "(env EASYSCHED_TIMEZONE; default the workflow's schedule zone, else UTC)")
+    p.add_argument("--from-task", action="append", default=[], metavar="TASK",
+                   help="start from this task (repeatable; DolphinScheduler's start nodes)")
+    p.add_argument("--scope", choices=("post", "pre", "task"), default="post",
+                   help="with --from-task: post = it and its downstream (TASK_POST, default), pre = it and its "
+                   "upstream (TASK_PRE), task = it alone (TASK_ONLY)")
 
     for name, method, text in (
         ("stop", "stop", "stop an instance: kill every active task"),

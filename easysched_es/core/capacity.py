@@ -309,7 +309,7 @@ def _release_instances(state: State, out: Out) -> None:
             out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING,
                                               reason="max_active_instances: an active instance ended"))
             dv = version(state, inst)
-            submit(state, inst, dv, dv.roots, out)
+            submit(state, inst, dv, inst.only or dv.roots, out)
         if not ids:
             del cap.serial[workflow]
 

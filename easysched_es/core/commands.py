@@ -35,13 +35,20 @@ class SetReleaseState(_Command, tag="release"):
 
 
 class StartWorkflow(_Command, tag="start"):
-    """START_PROCESS: start an instance of the newest version of a workflow."""
+    """START_PROCESS: start an instance of the newest version of a workflow.
+
+    `from_tasks` starts it from those tasks (DolphinScheduler's start nodes) with `scope`
+    `post` (TASK_POST: them and everything downstream), `pre` (TASK_PRE: them and everything
+    upstream) or `task` (TASK_ONLY: them alone); upstreams outside the run are ignored.
+    """
 
     workflow: str
     params: dict[str, str] = {}
     schedule_time: int | None = None
     # The IANA zone of DS_DATE and the time parameters ("": the workflow's schedule zone, else UTC).
     timezone: str = ""
+    from_tasks: list[str] = []
+    scope: str = "post"
 
 
 class StopWorkflow(_Command, tag="stop"):

@@ -93,6 +93,8 @@ class WorkflowStarted(_Event, tag="workflow_started"):
     zone: str = ""  # the zone its time parameters use ("" = UTC)
     parent: str = ""
     parent_task: str = ""
+    # Started from a task (start --from-task): the tasks it runs; [] = all of them.
+    only: list[str] = []
 
 
 class WorkflowStateChanged(_Event, tag="workflow_state"):

@@ -124,6 +124,9 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # The last attempt number of each task run discarded by a rerun or recover (core/recovery.py):
     # the task's next run goes on from it, so attempt ids (and their log files) never repeat.
     attempts: dict[str, int] = {}
+    # Started from a task (`start --from-task`): the tasks it runs (a dict for O(1) lookups in a
+    # stable order); {} = every task of the definition.
+    only: dict[str, bool] = {}
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -26,6 +26,7 @@ from easysched_es.core import (
     retention,
     schedules,
     spawn_rules,
+    start_scope,
     time_params,
     workflow,
     zones,
@@ -247,6 +248,9 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
     if problem := spawn_rules.env_problem("parameter", cmd.params) or limits.start_problem(
             entry.latest.definition, cmd.params):
         raise _Rejected(problem)
+    only = start_scope.select(entry.latest, cmd.from_tasks, cmd.scope) if cmd.from_tasks else None
+    if isinstance(only, str):
+        raise _Rejected(f"--from-task: {only}")
     zone = cmd.timezone or schedules.zone_of(state, cmd.workflow)
     if cmd.timezone:
         try:
@@ -255,7 +259,7 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
             raise _Rejected(f"timezone: {exc}") from None
     try:
         workflow.start_instance(state, cmd.workflow, f"{state.partition}-{offset}", cmd.params, cmd.schedule_time,
-                                zone, "", out, date_zone=cmd.timezone)
+                                zone, "", out, date_zone=cmd.timezone, only=only)
     except time_params.TimeExprError as exc:
         raise _Rejected(f"parameter: {exc}") from None
 

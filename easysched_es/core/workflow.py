@@ -106,8 +106,11 @@ RESUMED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
                    zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", ""),
-                   date_zone: str = "") -> WorkflowInstance:
+                   date_zone: str = "", only: dict[str, bool] | None = None) -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
+
+    `only` names the tasks the instance runs (a start from a task, core/start_scope.py); their
+    upstreams outside it are treated as absent from the DAG, as DolphinScheduler's sub-DAG.
 
     `params` override the definition's; `${...}`/`$[...]` in them are resolved at the base
     time in `zone` (raises time_params.TimeExprError before anything changes).
@@ -131,6 +134,7 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
         command_type=command_type,
         parent=parent[0],
         parent_task=parent[1],
+        only=only or {},
     )
     inst.env = instance_env(inst, date_zone)
     state.instances[inst.id] = inst
@@ -147,12 +151,13 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
             zone=zone,
             parent=parent[0],
             parent_task=parent[1],
+            only=list(only or ()),
         )
     )
     if capacity.hold_instance(state, inst, out):
         return inst
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING))
-    submit(state, inst, dv, dv.roots, out)
+    submit(state, inst, dv, inst.only or dv.roots, out)
     return inst
 
 
@@ -224,6 +229,7 @@ def submit(
         return
     tasks = inst.tasks
     task_defs, index = dv.definition.tasks, dv.index  # dv.task(name), inlined: the hot path
+    only = inst.only  # a start from a task: the sub-DAG it runs ({} = every task)
     ready: list[tuple[TaskInstance, TaskDef]] = []
     todo: Iterable[str] = names
     if skip:
@@ -239,11 +245,12 @@ def submit(
     while True:
         skipped: list[str] = []
         for name in todo:
-            if name in tasks:
+            if name in tasks or (only and name not in only):
                 continue
             tdef = task_defs[index[name]]
+            ups = tdef.upstream if not only else [u for u in tdef.upstream if u in only]
             n_skipped = 0
-            for up in tdef.upstream:
+            for up in ups:
                 upstream = tasks.get(up)
                 if upstream is None:
                     break
@@ -255,14 +262,14 @@ def submit(
                 elif up_state not in TASK_FINAL or not BY_DEFINITION[type(tdef)].after_failure:
                     break
             else:
-                if n_skipped and n_skipped == len(tdef.upstream):
-                    why = f"all upstream tasks were skipped ({', '.join(tdef.upstream)})"
+                if n_skipped and n_skipped == len(ups):
+                    why = f"all upstream tasks were skipped ({', '.join(ups)})"
                     _mark_skipped(state, inst, dv, name, why, out)
                     skipped.append(name)
                 else:
                     ti = tasks[name] = TaskInstance(name=name, type=BY_DEFINITION[type(tdef)].name)
-                    if tdef.upstream:  # a root has no upstream pool ({}, the default)
-                        ti.inputs = upstream_pool(tasks, tdef.upstream)
+                    if ups:  # a root has no upstream pool ({}, the default)
+                        ti.inputs = upstream_pool(tasks, ups)
                     if inst.attempts:  # a rerun or recover: the attempt numbers go on
                         ti.attempt = ti.attempt_base = inst.attempts.get(name, 0)
                     ready.append((ti, tdef))
@@ -300,7 +307,7 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
         final = WF_STOP
     else:
         dv = version(state, inst)
-        all_ok = len(inst.tasks) == len(dv.order) and all(
+        all_ok = len(inst.tasks) == len(inst.only or dv.order) and all(
             t.state in TASK_OK or t.state == SKIPPED or (t.state == FAILURE and failure_handled(dv, t.name))
             for t in tasks
         )

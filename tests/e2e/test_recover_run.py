@@ -50,3 +50,20 @@ def test_recover_after_fixing_a_marker_file_ends_success(run: Run, tmp_path: Pat
     assert out.read_text().split() == ["extract", "load", "report"] * 2
     assert {t.name: t.attempt for t in run.state().instances[instance].tasks.values()} == {
         "extract": 2, "load": 3, "report": 2}
+
+
+def test_start_from_a_task_through_the_cli(run: Run, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: chain\ntasks:\n"
+        f"  - {{name: a, type: SHELL, command: 'echo a >> {out}'}}\n"
+        f"  - {{name: b, type: SHELL, command: 'echo b >> {out}', upstream: [a]}}\n"
+        f"  - {{name: c, type: SHELL, command: 'echo c >> {out}', upstream: [b]}}\n"
+    )
+    assert cli(tmp_path, "define", str(flow)).returncode == 0
+    bad = cli(tmp_path, "start", "chain", "--from-task", "zz", "--json")
+    assert bad.returncode == 1 and "has no task 'zz'" in bad.stdout
+    instance = cli_json(tmp_path, "start", "chain", "--from-task", "b")["instance"]
+    wait_until("SUCCESS", lambda: run.state().instances[instance].state == "SUCCESS")
+    assert out.read_text().split() == ["b", "c"]

@@ -146,13 +146,16 @@ class Client(ScheduleVerbs, QueryVerbs):
         return self.submit(command)
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
-              *, request_id: str = "", timezone: str = "") -> str:
+              *, request_id: str = "", timezone: str = "", from_tasks: list[str] | None = None,
+              scope: str = "post") -> str:
         """Start an instance; returns its id (with `request_id`, a retry returns the first start's).
 
-        `timezone` (IANA) is the zone of DS_DATE (default UTC).
+        `timezone` (IANA) is the zone of DS_DATE (default UTC). `from_tasks` starts it from those
+        tasks, `scope` post, pre or task (see `commands.StartWorkflow`).
         """
         verdict = self.submit(c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
-                                              request_id=request_id, timezone=timezone))
+                                              request_id=request_id, timezone=timezone, from_tasks=from_tasks or [],
+                                              scope=scope))
         return started_instance(verdict.events)
 
     def skip(self, offset: int, reason: str) -> Verdict:

@@ -154,13 +154,15 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         return self.submit(command, schedule_partition(workflow, self.commands.partitions))
 
     def start(self, workflow: str, params: dict[str, str] | None = None, schedule_time: int | None = None,
-              *, partition: int | None = None, request_id: str = "", timezone: str = "") -> str:
+              *, partition: int | None = None, request_id: str = "", timezone: str = "",
+              from_tasks: list[str] | None = None, scope: str = "post") -> str:
         """Start an instance (on `partition`, else by request id, else round-robin); returns its id.
 
-        With `request_id`, a retry returns the instance the first start created.
+        With `request_id`, a retry returns the instance the first start created. `from_tasks` starts
+        it from those tasks, `scope` post, pre or task (see `commands.StartWorkflow`).
         """
         command = c.StartWorkflow(workflow=workflow, params=params or {}, schedule_time=schedule_time,
-                                  request_id=request_id, timezone=timezone)
+                                  request_id=request_id, timezone=timezone, from_tasks=from_tasks or [], scope=scope)
         verdict = self.submit(command, self.route(command)[0] if partition is None else partition)
         return started_instance(verdict.events)
 
