@@ -282,6 +282,14 @@ def _resume(state: State, cmd: c.ResumeWorkflow, offset: int, out: Out) -> None:
     inst = _instance(state, cmd.instance)
     if inst.state not in (WF_PAUSE, WF_READY_PAUSE):
         raise _Rejected(f"instance {inst.id} is {inst.state}; only a paused instance can be resumed", instance=inst.id)
+    parent = state.instances.get(inst.parent) if inst.parent else None
+    if parent is not None and parent.state in (WF_PAUSE, WF_READY_PAUSE):
+        # The parent's pause holds its SUB_WORKFLOW task paused: resuming the child alone would
+        # leave that task PAUSE over a running child. The parent's resume resumes the child.
+        raise _Rejected(
+            f"instance {inst.id} is a sub-workflow of {parent.id}, which is {parent.state}; resume {parent.id} instead",
+            instance=inst.id,
+        )
     workflow.resume(state, inst, out)
 
 

@@ -115,6 +115,18 @@ def test_pause_and_resume_reach_the_child() -> None:
     assert of(events, e.DispatchTask, instance=child, task="after")
 
 
+def test_a_child_of_a_paused_parent_is_resumed_only_through_the_parent() -> None:
+    m, inst, child = setup()
+    m.started(child, "load")
+    m.send(c.PauseWorkflow(instance=inst))
+    _finish(m, child, "load")
+    assert m.wf_state(child) == WF_PAUSE and m.task(inst, "run_child").state == PAUSE
+    events = m.send(c.ResumeWorkflow(instance=child))
+    rejected = of(events, e.CommandRejected)
+    assert len(rejected) == 1 and f"resume {inst} instead" in rejected[0].reason
+    assert m.wf_state(child) == WF_PAUSE and m.task(inst, "run_child").state == PAUSE
+
+
 def test_a_grandchild_tree_stops_as_a_whole() -> None:
     m = Master()
     m.define(wf("leaf", shell("nap", command="sleep 100")))
