@@ -16,7 +16,8 @@ Per owned partition:
 Effects (`DispatchTask`, `KillTaskProcess`) are in the events topic, written atomically with
 the decision; workers consume them from there. So, unlike the embedded master, a new owner
 does not publish `pending_effects` again: they are already in the log, and publishing them twice
-would make the log say "dispatched twice". It logs how many are owed.
+would make the log say "dispatched twice". It logs how many are owed. Alerts are the exception:
+the owner sends them itself (`runtime/kafka/alerts.py`), the owed ones again on takeover.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from kafka.structs import OffsetAndMetadata
 
 from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.commands import CheckDue, UpstreamFinished
-from easysched_es.core.events import EventBatch, WorkflowFinished
+from easysched_es.core.events import Event, EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
 from easysched_es.core.step import pending_effects, reject_record, step_record
 from easysched_es.debug.verify import VerifyReport, verify_partition_into
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics, record_of
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.kafka.alerts import KafkaAlerts
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ class KafkaMaster:
             **FAST_CONSUMER,
         )
         self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
+        self.alerts = KafkaAlerts(settings)
 
     # ---- ownership ---------------------------------------------------------------------
 
@@ -193,8 +196,9 @@ class KafkaMaster:
     def _ready(self, owned: _Owned) -> None:
         owned.ready = True
         owned.owed = len(pending_effects(owned.state))
+        alerts = self.alerts.send_owed(owned.state)
         self._emit("partition_ready", partition=owned.partition, master=self.name, replayed=owned.replayed,
-                   owed_effects=owned.owed, timers=len(owned.state.queue.entries()),
+                   owed_effects=owned.owed, owed_alerts=alerts, timers=len(owned.state.queue.entries()),
                    seconds=round(time.monotonic() - owned.recovered_at, 3))
 
     # ---- the loop ----------------------------------------------------------------------
@@ -225,6 +229,7 @@ class KafkaMaster:
         state = owned.state
         payloads: list[bytes] = []
         forwards: list[bytes] = []
+        decided: list[Event] = []
         partition = owned.partition
         for record in records:
             offset = record.offset
@@ -245,6 +250,7 @@ class KafkaMaster:
                 owned.tick_sent_at = None
             payloads.append(encode(EventBatch(offset=offset, at=state.now, command=tag, events=events,
                                               partition=partition)))
+            decided.extend(events)
             for ev in events:
                 if isinstance(ev, WorkflowFinished):
                     forwards.append(encode(UpstreamFinished(
@@ -262,6 +268,7 @@ class KafkaMaster:
         except kerr.KafkaError as exc:
             self._failed(owned, exc)
             return 0
+        self.alerts.send(decided)  # only what the log now holds
         if snapshot is not None:
             owned.since_snapshot = 0
         return len(payloads)
@@ -351,6 +358,7 @@ class KafkaMaster:
         with _suppress():
             self.consumer.close(autocommit=False)
         self.snapshots.close()
+        self.alerts.close()
 
 
 def _bounded(producer: KafkaProducer, result: Any, timeout_ms: int = TXN_TIMEOUT_MS) -> None:

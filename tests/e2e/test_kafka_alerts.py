@@ -1,0 +1,48 @@
+"""Alerts on Kafka: the partition's owner sends the SendAlert effect to a real webhook on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from easysched_es.core import commands as c
+from easysched_es.core import events as e
+from easysched_es.core.codec import decode_command
+from easysched_es.log.kafka import KafkaStream
+from easysched_es.runtime.kafka.client import instance_partition
+from tests.e2e.test_alerts import Receiver, failing_flow
+from tests.e2e.test_kafka_e2e import Cluster, wait_until
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
+    c_ = Cluster(kafka_bootstrap, tmp_path)
+    yield c_
+    c_.close()
+
+
+def alert_reports(cluster: Cluster, instance: str) -> list[c.AlertSent | c.AlertFailed]:
+    with KafkaStream(cluster.settings, "commands", create=False) as commands:
+        found = (decode_command(r.payload) for r in commands.iter_records(instance_partition(instance)))
+        return [cmd for cmd in found if isinstance(cmd, (c.AlertSent, c.AlertFailed))]
+
+
+def test_the_owner_sends_the_alert_of_a_failed_instance(cluster: Cluster) -> None:
+    receiver = Receiver()
+    try:
+        cluster.master("master-a")
+        cluster.worker("worker-a")
+        cluster.client.define(failing_flow(receiver.url))
+        instance = cluster.client.start("nightly")
+        wait_until("the alert delivered", lambda: any(
+            isinstance(ev, e.AlertDelivered) for _, ev in cluster.events_of(instance)), timeout=120)
+    finally:
+        receiver.close()
+    assert [p["key"] for p in receiver.posts] == [f"{instance}/FAILURE/0"]
+    assert receiver.posts[0]["on"] == "FAILURE" and receiver.posts[0]["attempt"] == 1
+    reports = alert_reports(cluster, instance)
+    assert [(type(r), r.key, r.attempt) for r in reports] == [(c.AlertSent, f"{instance}/FAILURE/0", 1)]
