@@ -50,6 +50,13 @@ def cmd_gc(args: argparse.Namespace) -> int:
     verb = "would retire" if args.dry_run else "retired"
     print(f"{verb} {len(report['instances'])} finished instances; "
           f"{'would remove' if args.dry_run else 'removed'} {len(report['directories'])} log/run directories")
+    log = report["log"]
+    for seg in log["segments"]:
+        print(f"{'would delete' if args.dry_run else 'deleted'} log segment {seg}")
+    first = ", ".join(f"{k} from offset {v}" for k, v in log["kept_from"].items())
+    print(f"log: {len(log['segments'])} old segments ({log['bytes']} bytes) "
+          f"{'would be deleted' if args.dry_run else 'deleted'}{'; kept: ' + first if first else ''}"
+          f"{'; ' + log['reason'] if log['reason'] else ''}")
     return EXIT_OK
 
 

@@ -156,7 +156,7 @@ _created_lock = threading.Lock()
 def ensure_topics(settings: KafkaSettings, streams: Sequence[str] = STREAMS, timeout: float = 60.0) -> dict[str, int]:
     """Create the topics of `streams` if they are missing; return each topic's partition count.
 
-    `snapshots` is compacted. Partition counts of existing topics are kept as they are.
+    `snapshots` is compacted, the others keep every record. Partition counts of existing topics are kept as they are.
     """
     wanted = {settings.topic(s): s for s in streams}
     if settings.timeout is not None:
@@ -178,6 +178,8 @@ def ensure_topics(settings: KafkaSettings, streams: Sequence[str] = STREAMS, tim
                 configs = {"max.message.bytes": str(MAX_RECORD_BYTES)}
                 if stream == "snapshots":
                     configs["cleanup.policy"] = "compact"
+                else:  # the log is the truth: keep every command and event (log/kafka_retention.py)
+                    configs.update({"retention.ms": "-1", "retention.bytes": "-1"})
                 missing[topic] = {"num_partitions": settings.partitions, "replication_factor": -1, "configs": configs}
         if missing:
             with contextlib.suppress(kerr.TopicAlreadyExistsError):

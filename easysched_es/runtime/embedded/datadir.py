@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from easysched_es.core.state import State
@@ -22,6 +23,19 @@ from easysched_es.runtime.embedded.location import DEFAULT_DATA_DIR, resolve
 from easysched_es.runtime.snapshots import SnapshotStore
 
 __all__ = ["DEFAULT_DATA_DIR", "DataDir", "resolve"]
+
+
+def segment_bytes() -> int:
+    """The size after which the log starts a new segment: `EASYSCHED_SEGMENT_BYTES` (default 64 MiB).
+
+    Old segments are the unit `easysched gc` deletes, so smaller segments free disk sooner.
+    """
+    raw = os.environ.get("EASYSCHED_SEGMENT_BYTES", "").strip()
+    if not raw:
+        return 64 << 20
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"EASYSCHED_SEGMENT_BYTES={raw!r} must be a positive number of bytes")
+    return int(raw)
 
 
 class DataDir:
@@ -42,11 +56,11 @@ class DataDir:
 
     def commands(self) -> EmbeddedStream:
         """Open the commands stream."""
-        return EmbeddedStream(self.root / "commands")
+        return EmbeddedStream(self.root / "commands", segment_bytes=segment_bytes())
 
     def events(self) -> EmbeddedStream:
         """Open the events stream."""
-        return EmbeddedStream(self.root / "events")
+        return EmbeddedStream(self.root / "events", segment_bytes=segment_bytes())
 
     def snapshot_store(self) -> SnapshotStore:
         """The snapshot index of the (one) partition."""

@@ -4,6 +4,7 @@ The decision is the fold's (`ApplyRetention`, core/retention.py); this module on
 the command and deletes, for every instance no longer in the hot state, its task logs and its
 claim/run directory. A live or retained instance's files are never touched: a directory is
 removed only when its instance is absent from the state the fold has after the command.
+Old log segments that the oldest kept snapshot covers go too (`segment_gc.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from easysched_es.core.retention import due_for_retirement
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.embedded.client import Client
 from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.segment_gc import log_segments_gc
 from easysched_es.runtime.fold import load_state
 
 
@@ -42,11 +44,14 @@ def gc(data: DataDir, *, dry_run: bool = False, now: int | None = None) -> dict[
         state = load_state(data)
         retiring = due_for_retirement(state, now)
         dirs = _orphans(data, set(state.instances), set(retiring))
-        return {"dry_run": True, "instances": retiring, "directories": [str(d) for d in dirs]}
+        log = log_segments_gc(data, dry_run=True, now_ms=now)
+        return {"dry_run": True, "instances": retiring, "directories": [str(d) for d in dirs], "log": log}
     verdict = Client(data.root).submit(c.ApplyRetention(now=now))
     retired = [i for ev in verdict.events if isinstance(ev, InstancesRetired) for i in ev.instances]
     hot = set(load_state(data).instances)
     dirs = _orphans(data, hot)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    return {"dry_run": False, "offset": verdict.offset, "instances": retired, "directories": [str(d) for d in dirs]}
+    log = log_segments_gc(data, dry_run=False, now_ms=now)
+    return {"dry_run": False, "offset": verdict.offset, "instances": retired, "directories": [str(d) for d in dirs],
+            "log": log}

@@ -41,6 +41,9 @@ def _retention_loop(data: DataDir, stop: threading.Event) -> None:
             if report["instances"] or report["directories"]:
                 log.info("retention: %d instances retired, %d directories removed",
                          len(report["instances"]), len(report["directories"]))
+            if report["log"]["segments"]:
+                log.info("retention: %d old log segments (%d bytes) deleted; log kept from %s",
+                         len(report["log"]["segments"]), report["log"]["bytes"], report["log"]["kept_from"])
         except Exception:  # a failed pass must not stop the service; the next one retries
             log.exception("retention pass failed")
         stop.wait(RETENTION_EVERY)

@@ -44,6 +44,7 @@ from easysched_es.core.state import State, worker_deadline
 from easysched_es.core.step import pending_effects, reject_record, step_record
 from easysched_es.debug.verify import VerifyReport, verify_partition_into
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics, record_of
+from easysched_es.log.kafka_retention import warn_about_retention
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.kafka.alerts import KafkaAlerts
 
@@ -121,6 +122,8 @@ class KafkaMaster:
         self.clock = clock
         self.on_event = on_event
         counts = ensure_topics(settings)
+        # Finite retention on commands/events can lose what no snapshot covers yet: say so loudly.
+        self.retention_warnings = warn_about_retention(settings, snapshot_every)
         self.partitions = counts[settings.topic("commands")]
         self.commands_topic = settings.topic("commands")
         self.events_topic = settings.topic("events")
