@@ -1,4 +1,4 @@
-"""DEPENDENT task maths: date windows and the AND/OR verdict. Pure functions, UTC.
+"""DEPENDENT task maths: date windows and the AND/OR verdict. Pure functions.
 
 A date value turns a base date into a list of windows (half-open [start, end) in epoch
 milliseconds), following DolphinScheduler's `DependentDateUtils`: `last2Hours` is two hourly
@@ -7,12 +7,20 @@ windows, `last7Days` seven daily windows, `thisWeek` every day from Monday to th
 (DolphinScheduler's definition, not "the 24 hours before the base hour"). An item's windows
 decide in date order, as in `DependentExecute`: the first window that is not a success
 gives the item's result (`first_unsuccessful`).
+
+Windows are taken in the instance's zone (UTC by default): a day is [local midnight, next
+local midnight) in UTC epoch ms, so a DST day is 23 or 25 hours long; minutes and hours are
+floored on the local clock and counted in elapsed time (so `last24Hours` is always 24 hourly
+windows, ending at 01:00 local of the base day). Under UTC the windows are what they always were.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from itertools import pairwise
+
+from easysched_es.core import zones
 
 SUCCESS = "SUCCESS"
 WAITING = "WAITING"
@@ -26,16 +34,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Window = tuple[int, int]
 
 
-def _floor(ms: int, unit: int) -> int:
-    return ms - ms % unit
-
-
 def _ms(dt: datetime) -> int:
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _day_start(ms: int) -> datetime:
-    return datetime.fromtimestamp(_floor(ms, _DAY) / 1000, tz=UTC)
+def _midnight(d: date, tz: tzinfo) -> int:
+    """Local midnight of day `d` in epoch ms (a midnight a DST jump skips maps to the jump)."""
+    if tz is UTC:
+        return (d - _EPOCH.date()).days * _DAY
+    return _ms(datetime.combine(d, time(), tzinfo=tz))
 
 
 def _units(end: int, unit: int, count: int) -> list[Window]:
@@ -43,15 +50,25 @@ def _units(end: int, unit: int, count: int) -> list[Window]:
     return [(end - k * unit, end - (k - 1) * unit) for k in range(count, 0, -1)]
 
 
-def _days(first: datetime, last: datetime) -> list[Window]:
-    """Daily windows from the day `first` to the day `last`, both included."""
-    start, stop = _ms(first), _ms(last) + _DAY
-    return [(t, t + _DAY) for t in range(start, stop, _DAY)]
+def _days(first: date, last: date, tz: tzinfo) -> list[Window]:
+    """Daily windows from the day `first` to the day `last`, both included, in zone `tz`."""
+    days = [first + timedelta(days=k) for k in range((last - first).days + 2)]
+    bounds = [_midnight(d, tz) for d in days]
+    return list(pairwise(bounds))
 
 
-def windows(date_value: str, base: int) -> list[Window]:
-    """The windows a date value covers for a base date (epoch ms). Raises ValueError if unknown."""
-    minute, hour, day = _floor(base, _MINUTE), _floor(base, _HOUR), _floor(base, _DAY)
+def windows(date_value: str, base: int, zone: str = "") -> list[Window]:
+    """The windows a date value covers for a base date (epoch ms) in `zone` ("" = UTC).
+
+    Raises ValueError if the date value is unknown (zones.ZoneError, a ValueError, if the zone is).
+    """
+    tz = zones.zone(zone or "UTC")
+    # The local wall clock at the base: the base shifted by the zone's offset at that instant.
+    offset = (_EPOCH + timedelta(milliseconds=base)).astimezone(tz).utcoffset() or timedelta()
+    local = base + offset // timedelta(milliseconds=1)
+    minute, hour = base - local % _MINUTE, base - local % _HOUR
+    today = (_EPOCH + timedelta(milliseconds=local)).date()
+    day = _midnight(today, tz)
     fixed: dict[str, list[Window]] = {
         "currentMinute": [(minute, minute + _MINUTE)],
         "last1Minute": _units(minute, _MINUTE, 1),
@@ -64,15 +81,14 @@ def windows(date_value: str, base: int) -> list[Window]:
         "last3Hours": _units(hour, _HOUR, 3),
         # DependentDateUtils.getSpecialLastDayInterval: hours base-(h+23) .. base-h, h = base hour.
         "last24Hours": _units(day + _HOUR, _HOUR, 24),
-        "today": [(day, day + _DAY)],
-        "last1Days": _units(day, _DAY, 1),
-        "last2Days": _units(day, _DAY, 2),
-        "last3Days": _units(day, _DAY, 3),
-        "last7Days": _units(day, _DAY, 7),
     }
     if date_value in fixed:
         return fixed[date_value]
-    today = _day_start(base)
+    yesterday = today - timedelta(days=1)
+    last_days = {"today": 0, "last1Days": 1, "last2Days": 2, "last3Days": 3, "last7Days": 7}
+    if date_value in last_days:
+        n = last_days[date_value]
+        return _days(today, today, tz) if n == 0 else _days(today - timedelta(days=n), yesterday, tz)
     monday = today - timedelta(days=today.weekday())
     last_monday = monday - timedelta(days=7)
     first_of_month = today.replace(day=1)
@@ -80,28 +96,28 @@ def windows(date_value: str, base: int) -> list[Window]:
     last_month_begin = last_month_end.replace(day=1)
     weekdays = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
     if date_value == "thisWeek":
-        return _days(monday, today)
+        return _days(monday, today, tz)
     if date_value == "lastWeek":
-        return _days(last_monday, monday - timedelta(days=1))
+        return _days(last_monday, monday - timedelta(days=1), tz)
     if date_value.startswith("last") and date_value[4:] in weekdays:
         d = last_monday + timedelta(days=weekdays.index(date_value[4:]))
-        return _days(d, d)
+        return _days(d, d, tz)
     if date_value == "thisMonth":
-        return _days(first_of_month, today)
+        return _days(first_of_month, today, tz)
     if date_value == "lastMonth":
-        return _days(last_month_begin, last_month_end)
+        return _days(last_month_begin, last_month_end, tz)
     if date_value == "thisMonthBegin":
-        return _days(first_of_month, first_of_month)
+        return _days(first_of_month, first_of_month, tz)
     if date_value == "thisMonthEnd":
         # Departure: DolphinScheduler's getNeededMonthBeginInterval(date, false, 0) adds 0 days
         # to the first of the month, so its thisMonthEnd is the 1st; we take the month's last day.
         next_month = (first_of_month + timedelta(days=32)).replace(day=1)
         last_day = next_month - timedelta(days=1)
-        return _days(last_day, last_day)
+        return _days(last_day, last_day, tz)
     if date_value == "lastMonthBegin":
-        return _days(last_month_begin, last_month_begin)
+        return _days(last_month_begin, last_month_begin, tz)
     if date_value == "lastMonthEnd":
-        return _days(last_month_end, last_month_end)
+        return _days(last_month_end, last_month_end, tz)
     raise ValueError(f"unknown date_value {date_value!r}")
 
 

@@ -118,6 +118,9 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # The IANA zone its time parameters are computed in ("" = UTC): its schedule's zone.
     zone: str = ""
     command_type: str = ""  # "" = START_PROCESS; SCHEDULER when a schedule started it
+    # `start --timezone`: the IANA zone its DEPENDENT date windows are taken in ("" = none given;
+    # see `dependent_zone`).
+    window_zone: str = ""
     # A child instance started by a SUB_WORKFLOW task: the parent instance and that task.
     parent: str = ""
     parent_task: str = ""
@@ -127,6 +130,11 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # Started from a task (`start --from-task`): the tasks it runs (a dict for O(1) lookups in a
     # stable order); {} = every task of the definition.
     only: dict[str, bool] = {}
+
+    def dependent_zone(self) -> str:
+        """The zone of its DEPENDENT date windows ("" = UTC): `start --timezone`, else its
+        schedule's zone if a schedule started it (derived, so older snapshots stay as they were)."""
+        return self.window_zone or (self.zone if self.command_type == "SCHEDULER" else "")
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):

@@ -259,7 +259,8 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
             raise _Rejected(f"timezone: {exc}") from None
     try:
         workflow.start_instance(state, cmd.workflow, f"{state.partition}-{offset}", cmd.params, cmd.schedule_time,
-                                zone, "", out, date_zone=cmd.timezone, only=only)
+                                zone, "", out, date_zone=cmd.timezone, only=only,
+                                window_zone=cmd.timezone)
     except time_params.TimeExprError as exc:
         raise _Rejected(f"parameter: {exc}") from None
 

@@ -106,14 +106,16 @@ RESUMED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
                    zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", ""),
-                   date_zone: str = "", only: dict[str, bool] | None = None) -> WorkflowInstance:
+                   date_zone: str = "", only: dict[str, bool] | None = None,
+                   window_zone: str = "") -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
 
     `only` names the tasks the instance runs (a start from a task, core/start_scope.py); their
     upstreams outside it are treated as absent from the DAG, as DolphinScheduler's sub-DAG.
 
     `params` override the definition's; `${...}`/`$[...]` in them are resolved at the base
-    time in `zone` (raises time_params.TimeExprError before anything changes).
+    time in `zone` (raises time_params.TimeExprError before anything changes). DS_DATE is taken
+    in `date_zone`, DEPENDENT date windows in `window_zone` (both "" = UTC).
     """
     dv = state.workflows[workflow].latest
     merged = dict(dv.definition.params)
@@ -135,6 +137,7 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
         parent=parent[0],
         parent_task=parent[1],
         only=only or {},
+        window_zone="" if window_zone == "UTC" else window_zone,
     )
     inst.env = instance_env(inst, date_zone)
     state.instances[inst.id] = inst

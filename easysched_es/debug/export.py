@@ -309,10 +309,10 @@ def _dependent_items(state: State, instance: str) -> list[Any]:
 def _in_windows(state: State, instance: str, workflow: str, base_time: int) -> bool:
     from easysched_es.core import dependent as windows
 
-    base = state.instances[instance].base_time
+    inst = state.instances[instance]
     for item in _dependent_items(state, instance):
         if item.workflow == workflow:
-            for start, end in windows.windows(item.date_value, base):
+            for start, end in windows.windows(item.date_value, inst.base_time, inst.dependent_zone()):
                 if start <= base_time < end:
                     return True
     return False

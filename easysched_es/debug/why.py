@@ -178,7 +178,7 @@ def _windows(state: State, inst: WorkflowInstance, tdef: Any) -> list[str]:
     """For each waiting item: its windows and what this partition knows of them now."""
     out = []
     for item in getattr(getattr(tdef, "dependence", None), "items", []):
-        for start, end in windows.windows(item.date_value, inst.base_time):
+        for start, end in windows.windows(item.date_value, inst.base_time, inst.dependent_zone()):
             latest = state.latest_upstream(item.workflow, start, end)
             what = f"`{item.task}` of workflow `{item.workflow}`" if item.task else f"workflow `{item.workflow}`"
             window = f"{iso(start)}..{iso(end)}"

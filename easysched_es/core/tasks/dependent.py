@@ -26,10 +26,11 @@ from easysched_es.core.state import (
 from easysched_es.core.tasks.base import Out, TaskType, ms, set_timer, task_changed
 
 
-def _item_result(state: State, item: DependItem, base: int) -> str:
+def _item_result(state: State, item: DependItem, base: int, zone: str) -> str:
     """DolphinScheduler's `calculateResultForTasks`: windows in date order, the first that is
-    not a success decides (an empty or unfinished window waits even if a later one failed)."""
-    for start, end in windows.windows(item.date_value, base):
+    not a success decides (an empty or unfinished window waits even if a later one failed).
+    The windows are days (hours, ...) of `zone`, the instance's `window_zone`."""
+    for start, end in windows.windows(item.date_value, base, zone):
         latest = state.latest_upstream(item.workflow, start, end)
         if latest is None or latest.state not in WF_FINAL:
             return windows.WAITING
@@ -42,7 +43,7 @@ def _item_result(state: State, item: DependItem, base: int) -> str:
 def check(state: State, inst: WorkflowInstance, ti: TaskInstance, tdef: DependentTask, out: Out) -> None:
     """Evaluate the dependence once: finish the task, or wait for the next check."""
     dep = tdef.dependence
-    results = [_item_result(state, item, inst.base_time) for item in dep.items]
+    results = [_item_result(state, item, inst.base_time, inst.dependent_zone()) for item in dep.items]
     verdict = windows.combine(dep.relation, results)
     detail = ", ".join(
         f"{i.workflow}{'.' + i.task if i.task else ''}/{i.date_value}={r}"
