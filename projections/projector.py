@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from easysched_es.core.codec import decode_batch, decode_command
 from easysched_es.core.commands import Command
-from easysched_es.log.base import Record, Stream
+from easysched_es.debug.positions import first_offset
+from easysched_es.log.base import LogError, Record, Stream
 from easysched_es.runtime.clock import wall_ms
 from projections.errors import ProjectionError, ProjectionLockedError
 from projections.model import Handler, ReadModel, Source, Undecodable, tag_of
@@ -332,6 +333,25 @@ class Projector:
         self._ends, self._ends_at = ends, now
         return ends
 
+    def _read_from(self, stream: Stream, key: tuple[str, int], pos: Position) -> list[Record]:
+        """The next records of one stream partition from `pos`.
+
+        When retention (`easysched gc`) deleted the log below `pos`, for a rebuild or a projector
+        that lagged behind, the projection goes on from where the stream now starts and says so
+        (`last_note`), rather than stalling on a position that no longer exists.
+        """
+        try:
+            return stream.read(pos.next_offset, key[1], self._read_bytes)
+        except LogError:
+            low = first_offset(stream, key[1])
+            if pos.next_offset >= low:
+                raise
+        self.last_note = (f"{key[0]} partition {key[1]}: retention deleted the log before offset {low}; "
+                          f"the projection holds what came after it")
+        log.warning("%s", self.last_note)
+        pos.next_offset = low
+        return stream.read(low, key[1], self._read_bytes)
+
     def _read(self, ahead: dict[tuple[str, int], Position], limit: int | None) -> _Chunk | None:
         """Read and map one transaction's worth of records from the positions in `ahead`."""
         moved: dict[tuple[str, int], Position] = {}
@@ -343,7 +363,7 @@ class Projector:
                     break
                 key = (name, partition)
                 pos = ahead.get(key) or Position()
-                batch = stream.read(pos.next_offset, partition, self._read_bytes)
+                batch = self._read_from(stream, key, pos)
                 if not batch:
                     continue
                 full = full or sum(len(r.payload) for r in batch) >= self._read_bytes // 2

@@ -101,3 +101,9 @@ def test_gc_cli_lists_segments_in_a_dry_run_and_status_works_after(tmp_path: Pat
     verified = run("verify")
     assert verified.returncode == 0, verified.stderr + verified.stdout
     assert "retention deleted the log before offset" in verified.stdout
+    # The DuckDB projection rebuilds from where the streams now start, and says so.
+    rebuilt = subprocess.run([sys.executable, "-m", "easysched_es", "projections", "rebuild"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
+    counted = run("query", "SELECT count(*) AS n FROM workflow_instances")
+    assert counted.returncode == 0 and json.loads(counted.stdout)[0]["n"] > 0, counted.stderr + counted.stdout
