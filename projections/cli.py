@@ -60,6 +60,7 @@ def register(
                                 help="what to do with the projection")
     text = "drop the projection and refold it from the log, with a progress bar"
     r = commands.add_parser("rebuild", parents=parents, help=text, description=text)
+    r.add_argument("--json", action="store_true", help="print {records, seconds, by} as JSON; no progress bar")
     r.set_defaults(func=_handler(_rebuild))
 
 
@@ -149,14 +150,21 @@ def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
         print(f"the scheduler (pid {info.get('pid', '?')}) is running: it rebuilds its projection now...",
               file=sys.stderr)
         done = HttpReader(service.url, timeout=None).rebuild()  # as long as the log takes
-        print(f"rebuilt: {done['records']} records in {done['seconds']:.1f} s", file=out)
-        return EXIT_OK
+        return _rebuilt(args, out, int(done["records"]), float(done["seconds"]), "service")
     import time
 
     t0 = time.monotonic()
     with LocalProjection(args.data_dir, wait=5.0) as local:
-        records = local.projector.rebuild(progress=True)
-    print(f"rebuilt: {records} records in {time.monotonic() - t0:.1f} s", file=out)
+        records = local.projector.rebuild(progress=not args.json)
+    return _rebuilt(args, out, records, time.monotonic() - t0, "local")
+
+
+def _rebuilt(args: argparse.Namespace, out: TextIO, records: int, seconds: float, by: str) -> int:
+    """Report a finished rebuild; `by` says who refolded it (the running service, or this process)."""
+    if args.json:
+        _dump_json({"records": records, "seconds": round(seconds, 3), "by": by}, out)
+    else:
+        print(f"rebuilt: {records} records in {seconds:.1f} s", file=out)
     return EXIT_OK
 
 

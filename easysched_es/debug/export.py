@@ -33,12 +33,12 @@ import crc32c
 import msgspec
 
 from easysched_es.core import commands as c
-from easysched_es.core.codec import decode_command, decode_snapshot, encode
+from easysched_es.core.codec import decode_snapshot, encode
 from easysched_es.core.events import Event, EventBatch, WorkflowFinished, WorkflowStarted
 from easysched_es.core.state import State, UpstreamRecord
 from easysched_es.debug.positions import first_offset
 from easysched_es.debug.replay import start_for
-from easysched_es.debug.walk import walk_instance
+from easysched_es.debug.walk import command_of, walk_instance
 from easysched_es.log.base import LogError, Record, Stream
 from easysched_es.log.embedded import EmbeddedStream
 from easysched_es.runtime.fold import LogSource, fold_through, instance_partition, records
@@ -154,12 +154,7 @@ class _Slice:
         self.family: set[str] = {instance}
 
     def sink(self, state: State, record: Record, events: list[Event], tag: str, clock: int) -> None:
-        command = None
-        if record.corrupt is None:
-            try:
-                command = decode_command(record.payload)
-            except msgspec.MsgspecError:
-                command = None
+        command = command_of(record)
         family = self.family
         started_here = isinstance(command, c.StartWorkflow) and f"{self.partition}-{record.offset}" == self.instance
         if started_here:

@@ -15,12 +15,11 @@ from typing import Any
 
 import msgspec
 
-from easysched_es.core.codec import decode_command
 from easysched_es.core.commands import StartWorkflow
 from easysched_es.core.events import Event
 from easysched_es.core.state import State
 from easysched_es.debug.views import iso
-from easysched_es.debug.walk import walk_instance
+from easysched_es.debug.walk import command_of, walk_instance
 from easysched_es.log.base import Record
 from easysched_es.runtime.fold import LogSource, instance_partition
 from easysched_es.runtime.gc_pause import gc_paused
@@ -59,12 +58,7 @@ def trace_with_state(
 
     def sink(state: State, record: Record, events: list[Event], tag: str, clock: int) -> None:
         mine = [ev for ev in events if _touches(ev, instance, task)]
-        command = None
-        if record.corrupt is None:
-            try:
-                command = decode_command(record.payload)
-            except msgspec.MsgspecError:
-                command = None
+        command = command_of(record)
         started_here = isinstance(command, StartWorkflow) and f"{state.partition}-{record.offset}" == instance
         if not mine and not started_here and not (command is not None and _touches(command, instance, task)):
             return

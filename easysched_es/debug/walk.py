@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import msgspec
 
+from easysched_es.core.codec import decode_command
+from easysched_es.core.commands import Command
 from easysched_es.core.events import Event
 from easysched_es.core.state import WF_FINAL, State, active
 from easysched_es.debug.replay import start_for
@@ -30,6 +32,16 @@ class _Named(msgspec.Struct):
 
 
 _named_decoder = msgspec.msgpack.Decoder(_Named)
+
+
+def command_of(record: Record) -> Command | None:
+    """The command a folded record holds, or None for a corrupt or undecodable one."""
+    if record.corrupt is not None:
+        return None
+    try:
+        return decode_command(record.payload)
+    except msgspec.MsgspecError:
+        return None
 
 
 def start_offset(instance: str) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from projections.service import ProjectionService
 from tests.cli.helpers import json_error, run_cli
-from tests.projections.helpers import wait_for, write_workload
+from tests.projections.helpers import serving, write_workload
 
 REFUSED = [
     "WITH x AS (DELETE FROM events RETURNING *) SELECT count(*) FROM x",
@@ -39,12 +39,8 @@ ALLOWED = ["SELECT count(*) AS n FROM events", "SELECT * FROM pragma_table_info(
 def service(tmp_path: Path) -> Iterator[ProjectionService]:
     write_workload(tmp_path, 7, 40, max_active=3)
     svc = ProjectionService(tmp_path, port=0, poll_interval=0.01)
-    svc.start()
-    try:
-        wait_for(lambda: svc.health()["caught_up"], "the service to catch up")
+    with serving(svc):
         yield svc
-    finally:
-        svc.stop()
 
 
 def _http(svc: ProjectionService, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -33,14 +32,6 @@ def waiting_dependent(name: str, interval: float = 0.5) -> dict[str, object]:
         "type": "DEPENDENT",
         "dependence": {"check_interval": interval, "items": [{"workflow": "never_ran"}]},
     }
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.stop()
-    kill_leftovers(tmp_path)
 
 
 def test_kill_task_terminates_the_whole_process_group(run: Run) -> None:

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from easysched_es.core.definitions import WorkflowDefinition
-from tests.harness import Run, group_members, kill_leftovers, pid_alive, wait_until
+from tests.harness import Run, group_members, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def flow(doc: dict[str, object]) -> WorkflowDefinition:
     return msgspec.convert(doc, WorkflowDefinition)
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.stop()
-    kill_leftovers(tmp_path)
 
 
 def test_a_stop_of_the_parent_kills_the_childs_process_and_both_end_stop(run: Run) -> None:

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Run, cli, cli_json, kill_leftovers, wait_until
+from tests.harness import Run, cli, cli_json, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.stop()
-    kill_leftovers(tmp_path)
 
 
 def test_recover_after_fixing_a_marker_file_ends_success(run: Run, tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from easysched_es.log.embedded import EmbeddedStream
 from easysched_es.runtime.embedded import local_run
 from projections.model import quote
 from projections.schema import MODELS, OFFSETS
+from projections.service import ProjectionService
 from tests.projections.workload import Simulation
 
 T = TypeVar("T")
@@ -23,6 +25,17 @@ DEADLINE_S = 20.0
 def wait_for(predicate: Callable[[], T], what: str, timeout: float = DEADLINE_S) -> T:
     """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
     return local_run.wait_for(what, predicate, timeout)
+
+
+@contextmanager
+def serving(svc: ProjectionService) -> Iterator[ProjectionService]:
+    """Start `svc`, wait until it has caught up, and stop it when the block ends."""
+    svc.start()
+    try:
+        wait_for(lambda: svc.health()["caught_up"], "the service to catch up")
+        yield svc
+    finally:
+        svc.stop()
 
 
 def write_workload(data_dir: Path, seed: int, commands: int, **sim: Any) -> Simulation:

@@ -22,7 +22,7 @@ from projections.api import connect
 from projections.client import HttpReader, find_service, read_service_file
 from projections.errors import ProjectionLockedError, QueryError, ReadOnlyError
 from projections.service import ProjectionService
-from tests.projections.helpers import timers_of, wait_for, write_workload
+from tests.projections.helpers import serving, timers_of, wait_for, write_workload
 from tests.projections.workload import Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +38,8 @@ def data_dir(tmp_path: Path) -> Iterator[tuple[Path, Simulation]]:
 def service(data_dir: tuple[Path, Simulation]) -> Iterator[ProjectionService]:
     path, _ = data_dir
     svc = ProjectionService(path, port=0, poll_interval=0.01)
-    svc.start()
-    try:
-        wait_for(lambda: svc.health()["caught_up"], "the service to catch up")
+    with serving(svc):
         yield svc
-    finally:
-        svc.stop()
     assert not (path / "service.json").exists()
 
 
@@ -221,6 +217,19 @@ def test_rebuild_through_the_service(service: ProjectionService, data_dir: tuple
     assert run_cli(service.data_dir, "projections", "rebuild") == 0
     assert f"rebuilt: {2 * len(sim.batches)} records" in capsys.readouterr().out
     assert reader.query("SELECT count(*) FROM task_instances")["rows"] == before
+    assert run_cli(service.data_dir, "projections", "rebuild", "--json") == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["records"] == 2 * len(sim.batches) and done["by"] == "service"
+
+
+def test_rebuild_json_without_a_service_refolds_here(data_dir: tuple[Path, Simulation],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path, sim = data_dir
+    assert run_cli(path, "projections", "rebuild", "--json") == 0
+    captured = capsys.readouterr()
+    done = json.loads(captured.out)
+    assert done["records"] == 2 * len(sim.batches) and done["by"] == "local"
+    assert "Traceback" not in captured.err
 
 
 # ---------------------------------------------------------------------------- CLI and connect

@@ -3,7 +3,6 @@ rejection naming its offset, never an exception, in the fold, the CLI readers an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from easysched_es.core.state import State
 from easysched_es.core.step import step_record
 from easysched_es.runtime.embedded.client import Client
 from easysched_es.runtime.fold import load_state
-from tests.harness import Run, cli, kill_leftovers, wait_until
+from tests.harness import Run, cli, wait_until
 from tests.robust.helpers import append_raw, deep_record, flow, shell
 
 
@@ -39,14 +38,6 @@ def test_decoders_raise_only_record_error() -> None:
     for decode in (codec.decode_command, codec.decode_batch, codec.decode_snapshot):
         with pytest.raises(codec.RecordError):
             decode(b"\x91" * 50_000)
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.stop()
-    kill_leftovers(tmp_path)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from easysched_es.log.embedded import EmbeddedStream
 from easysched_es.log.tail import repairs
 from easysched_es.runtime.embedded.client import Client
 from easysched_es.runtime.fold import load_state
-from tests.harness import Run, cli, kill_leftovers, wait_until
+from tests.harness import Run, cli, wait_until
 from tests.robust.helpers import flow, shell
 
 
@@ -95,14 +94,6 @@ def test_every_command_acknowledged_before_a_torn_tail_is_there_and_applied(
     load_state(client.data, sink=lambda r, evs, tag: rejected.extend(
         r.offset for e in evs if isinstance(e, CommandRejected)))
     assert rejected == [], "a torn tail must be cut, not left in the log as a rejected record"
-
-
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[Run]:
-    r = Run(tmp_path)
-    yield r
-    r.stop()
-    kill_leftovers(tmp_path)
 
 
 @pytest.mark.slow

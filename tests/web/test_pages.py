@@ -26,7 +26,7 @@ from easysched_es.web import data as pages
 from easysched_es.web.serve import UiSettings, dashboard_service
 from easysched_es.web.svg import dag_svg
 from projections.service import ProjectionService
-from tests.projections.helpers import wait_for, write_workload
+from tests.projections.helpers import serving, wait_for, write_workload
 from tests.projections.workload import Simulation
 
 HOSTILE = '<img src=x onerror="alert(1)">&amp;'
@@ -57,12 +57,8 @@ def _service(path: Path, **settings: Any) -> ProjectionService:
 @pytest.fixture(scope="module")
 def service(workload: tuple[Path, Simulation, str]) -> Iterator[ProjectionService]:
     svc = _service(workload[0])
-    svc.start()
-    try:
-        wait_for(lambda: svc.health()["caught_up"], "the service to catch up")
+    with serving(svc):
         yield svc
-    finally:
-        svc.stop()
 
 
 def request(svc: ProjectionService, method: str, path: str, body: Any = None,

@@ -10,7 +10,6 @@ way, and `easysched run` will decide it exactly as that fold did.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from easysched_es.core.codec import decode_batch
 from easysched_es.core.events import Event
 from easysched_es.log.base import Stream
 from easysched_es.runtime.embedded.datadir import DataDir
+from easysched_es.runtime.embedded.local_run import pid_alive
 
 PENDING_NOTE = ("no `easysched run` is running on {root}: the command is durable in the log and takes "
                 "effect when `easysched run` starts (verdict computed by folding the log)")
@@ -36,13 +36,7 @@ def master_pid(data: DataDir) -> int | None:
     if not text.isdigit():
         return None
     pid = int(text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, someone else's
-    return pid
+    return pid if pid_alive(pid) else None
 
 
 def await_decision(
@@ -54,7 +48,6 @@ def await_decision(
     master stopped at a command that raised), and the caller folds instead.
     """
     deadline = time.monotonic() + timeout
-    _alive = _pid_alive
     position = start
     pause = 0.0005
     while True:
@@ -67,17 +60,7 @@ def await_decision(
                 return list(batch.events)
             if batch.offset > offset:
                 return None  # decided past us without our batch: never expected; fold instead
-        if time.monotonic() > deadline or not _alive(pid) or (halted is not None and halted.exists()):
+        if time.monotonic() > deadline or not pid_alive(pid) or (halted is not None and halted.exists()):
             return None
         time.sleep(pause)
         pause = min(0.005, pause * 2)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
