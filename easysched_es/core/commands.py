@@ -249,6 +249,30 @@ class TriggerSchedule(_Command, tag="schedule_trigger"):
     workflow: str
 
 
+class StartBackfill(_Command, tag="backfill"):
+    """COMPLEMENT_DATA: run `workflow` once per date of a range, as its schedule would have.
+
+    The dates are the fire times of the workflow's schedule cron in [`from_date`, `to_date`]
+    (daily from `from_date`'s time of day if it has no schedule), or the `dates` listed.
+    Dates are "YYYY-MM-DD" or "YYYY-MM-DD HH:MM:SS" in `timezone` ("" = the schedule's zone,
+    else UTC); a bare `to_date` means the end of that day. `parallel` dates run at a time (1 =
+    serial), in ascending order or, with `reverse`, descending. `dependents` also backfills,
+    after each date, the workflows whose DEPENDENT tasks name this one (`all_levels`: and
+    theirs). Its id is "P-O-backfill"; `stop` of that id stops it and what it started.
+    """
+
+    workflow: str = ""
+    from_date: str = ""
+    to_date: str = ""
+    dates: list[str] = []
+    parallel: int = 1
+    reverse: bool = False
+    dependents: bool = False
+    all_levels: bool = False
+    params: dict[str, str] = {}
+    timezone: str = ""
+
+
 class SetPool(_Command, tag="pool_set"):
     """Create a named pool or change its slot count (Airflow pools): tasks naming it share them.
 
@@ -310,6 +334,7 @@ Command = (
     | AlertSent
     | AlertFailed
     | ApplyRetention
+    | StartBackfill
 )
 
 REPORT_TYPES = (TaskStarted, TaskFinished, TaskAdopted, TaskLost)

@@ -95,6 +95,7 @@ class WorkflowStarted(_Event, tag="workflow_started"):
     parent_task: str = ""
     # Started from a task (start --from-task): the tasks it runs; [] = all of them.
     only: list[str] = []
+    backfill: str = ""  # the backfill that started it (command_type COMPLEMENT_DATA)
 
 
 class WorkflowStateChanged(_Event, tag="workflow_state"):
@@ -257,6 +258,46 @@ class ScheduleFired(_Event, tag="schedule_fired"):
     count: int = 1
 
 
+class BackfillStarted(_Event, tag="backfill_started"):
+    """A backfill (COMPLEMENT_DATA) was accepted: `total` dates from `first` to `last` in run order
+    (UTC epoch ms), at most `parallel` in flight; `dependents` are backfilled after each date."""
+
+    backfill: str
+    workflow: str
+    total: int
+    first: int
+    last: int
+    parallel: int = 1
+    reverse: bool = False
+    dependents: list[str] = []
+    zone: str = "UTC"
+
+
+class BackfillDate(_Event, tag="backfill_date"):
+    """A date of a backfill ended (all its instances, dependents included): `state` SUCCESS,
+    FAILURE or STOP, with the backfill's counts after it."""
+
+    backfill: str
+    date: int
+    state: str
+    succeeded: int
+    failed: int
+    total: int
+    reason: str = ""
+
+
+class BackfillFinished(_Event, tag="backfill_finished"):
+    """A backfill ended: SUCCESS (every date succeeded), FAILURE or STOP (`reason` says why)."""
+
+    backfill: str
+    workflow: str
+    state: str
+    succeeded: int
+    failed: int
+    total: int
+    reason: str = ""
+
+
 class PoolSet(_Event, tag="pool_set"):
     """A pool got `slots` (-1: the pool was deleted)."""
 
@@ -386,6 +427,9 @@ Event = (
     | AlertAttemptFailed
     | AlertGaveUp
     | InstancesRetired
+    | BackfillStarted
+    | BackfillDate
+    | BackfillFinished
 )
 
 EFFECT_TYPES = (DispatchTask, KillTaskProcess, SendAlert)

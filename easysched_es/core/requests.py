@@ -64,7 +64,9 @@ def remember(requests: dict[str, RequestRecord], command: c.Command, tag: str, o
     instance = str(getattr(command, "instance", ""))
     rejected = ""
     for ev in events:
-        if isinstance(ev, e.WorkflowStarted) and not instance:
+        if isinstance(ev, e.BackfillStarted) and not instance:
+            instance = ev.backfill  # a backfill's request: its id, not its first date's instance
+        elif isinstance(ev, e.WorkflowStarted) and not instance:
             instance = ev.instance
         elif isinstance(ev, e.CommandRejected):
             rejected = ev.reason

@@ -304,10 +304,7 @@ def _fire(state: State, s: Schedule, nominal: int, offset: int, out: Out, why: s
 
 
 def _start(state: State, s: Schedule, nominal: int, offset: int, out: Out, why: str) -> None:
-    # Several fires (or schedules) in one step: P-O, then P-O-1, P-O-2, ... (a per-step count).
-    at, k = state.fire_seq if state.fire_seq[0] == offset else (offset, 0)
-    state.fire_seq = (at, k + 1)
-    instance_id = f"{state.partition}-{offset}" + (f"-{k}" if k else "")
+    instance_id = state.new_instance_id(offset)  # several fires (or schedules) in one step: P-O, P-O-1, ...
     out.append(e.ScheduleFired(workflow=s.workflow, nominal=nominal, outcome=STARTED, instance=instance_id,
                                reason=why))
     s.running.append(instance_id)  # before the start: an instance that ends at once unregisters itself

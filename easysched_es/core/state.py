@@ -11,6 +11,7 @@ import bisect
 
 import msgspec
 
+from easysched_es.core.backfill_state import Backfill
 from easysched_es.core.definitions import TaskDef, WorkflowDefinition, topological_order
 from easysched_es.core.delay_queue import DelayQueue, TimerEntry
 from easysched_es.core.events import SendAlert
@@ -130,11 +131,13 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # Started from a task (`start --from-task`): the tasks it runs (a dict for O(1) lookups in a
     # stable order); {} = every task of the definition.
     only: dict[str, bool] = {}
+    # The backfill that started it (COMPLEMENT_DATA, core/backfill.py); "" = none.
+    backfill: str = ""
 
     def dependent_zone(self) -> str:
         """The zone of its DEPENDENT date windows ("" = UTC): `start --timezone`, else its
         schedule's zone if a schedule started it (derived, so older snapshots stay as they were)."""
-        return self.window_zone or (self.zone if self.command_type == "SCHEDULER" else "")
+        return self.window_zone or (self.zone if self.command_type in ("SCHEDULER", "COMPLEMENT_DATA") else "")
 
 
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -241,14 +244,17 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     requests: dict[str, RequestRecord] = {}
     # Alerts not yet delivered, by idempotency key (core/alerts.py).
     alerts: dict[str, PendingAlert] = {}
+    # Backfills by id (core/backfill.py).
+    backfills: dict[str, Backfill] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "alerts", "capacity", "fire_seq", "instances", "last_offset", "now", "partition",
-        "position", "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "_upstream_by_time", "alerts", "backfills", "capacity", "fire_seq", "instances", "last_offset", "now",
+        "partition", "position", "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers",
+        "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -277,6 +283,7 @@ class State:
         self.capacity = Capacity()
         self.requests: dict[str, RequestRecord] = {}
         self.alerts: dict[str, PendingAlert] = {}
+        self.backfills: dict[str, Backfill] = {}
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -297,6 +304,7 @@ class State:
             capacity=self.capacity.data(),
             requests=self.requests,
             alerts=self.alerts,
+            backfills=self.backfills,
         )
 
     @classmethod
@@ -317,8 +325,16 @@ class State:
         state.capacity = Capacity.restore(snap.capacity)
         state.requests = snap.requests
         state.alerts = snap.alerts
+        state.backfills = snap.backfills
         return state
 
+
+    def new_instance_id(self, offset: int) -> str:
+        """The id of an instance the fold itself starts in the step at `offset` (a schedule's fire,
+        a backfill's date): P-O, then P-O-1, P-O-2, ... for further ones in the same step."""
+        at, k = self.fire_seq if self.fire_seq[0] == offset else (offset, 0)
+        self.fire_seq = (at, k + 1)
+        return f"{self.partition}-{offset}" + (f"-{k}" if k else "")
 
     def record_upstream(self, workflow: str, record: UpstreamRecord) -> None:
         """Add (or replace) what DEPENDENT checks know of one instance of `workflow`."""

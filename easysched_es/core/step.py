@@ -19,6 +19,7 @@ import msgspec
 
 from easysched_es.core import (
     alerts,
+    backfill,
     capacity,
     limits,
     recovery,
@@ -126,7 +127,7 @@ def _decide(state: State, command: c.Command, offset: int) -> list[e.Event]:
     except _Rejected as r:
         # Handlers validate before they mutate, so a rejection leaves the state untouched.
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=r.reason, instance=r.instance, task=r.task)]
-    except (schedules.ScheduleError, capacity.CapacityError, recovery.RecoveryError) as r:
+    except (schedules.ScheduleError, capacity.CapacityError, recovery.RecoveryError, backfill.BackfillError) as r:
         out = [e.CommandRejected(command=_TAGS[type(command)], reason=str(r))]
     return out
 
@@ -266,6 +267,9 @@ def _start(state: State, cmd: c.StartWorkflow, offset: int, out: Out) -> None:
 
 
 def _stop(state: State, cmd: c.StopWorkflow, offset: int, out: Out) -> None:
+    if backfill.is_backfill(cmd.instance):  # a backfill and every instance it started
+        backfill.stop(state, cmd.instance, out)
+        return
     inst = _instance(state, cmd.instance)
     if inst.state in WF_FINAL or inst.state == WF_READY_STOP:
         raise _Rejected(f"instance {inst.id} is already {inst.state}; nothing to stop", instance=inst.id)
@@ -404,6 +408,7 @@ _HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     **alerts.HANDLERS,
     **retention.HANDLERS,
     **recovery.HANDLERS,
+    **backfill.HANDLERS,
 }
 
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in _HANDLERS}  # type: ignore[attr-defined]

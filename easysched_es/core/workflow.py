@@ -107,7 +107,7 @@ RESUMED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 def start_instance(state: State, workflow: str, instance_id: str, params: dict[str, str], schedule_time: int | None,
                    zone: str, command_type: str, out: Out, parent: tuple[str, str] = ("", ""),
                    date_zone: str = "", only: dict[str, bool] | None = None,
-                   window_zone: str = "") -> WorkflowInstance:
+                   window_zone: str = "", backfill: str = "") -> WorkflowInstance:
     """Start an instance of the newest version of an ONLINE workflow (checked by the caller).
 
     `only` names the tasks the instance runs (a start from a task, core/start_scope.py); their
@@ -138,6 +138,7 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
         parent_task=parent[1],
         only=only or {},
         window_zone="" if window_zone == "UTC" else window_zone,
+        backfill=backfill,
     )
     inst.env = instance_env(inst, date_zone)
     state.instances[inst.id] = inst
@@ -155,6 +156,7 @@ def start_instance(state: State, workflow: str, instance_id: str, params: dict[s
             parent=parent[0],
             parent_task=parent[1],
             only=list(only or ()),
+            backfill=backfill,
         )
     )
     if capacity.hold_instance(state, inst, out):
