@@ -3,7 +3,8 @@
 A workflow's `alerts:` (definitions.AlertDef) name what they fire on: the instance ending
 FAILURE, SUCCESS or STOP, a timeout with strategy WARN/WARNFAILED, or a worker lost under one
 of its tasks. Raising one records a PendingAlert under its idempotency key (the instance, the
-occasion, the task and attempt for task-level occasions, and the alert's index) and emits a
+occasion, the task and attempt for task-level occasions, and the alert's index; `run2`, `run3`...
+after the instance's id once a rerun or recover made it run again) and emits a
 `SendAlert` effect for attempt 1. The runtime reports `AlertSent` or `AlertFailed`; a failure
 sets an ALERT_RETRY timer in the delay queue with a back-off that doubles, and the attempt
 after the last allowed one is never made (`AlertGaveUp`). Every attempt is therefore a command
@@ -40,7 +41,8 @@ def raise_alert(state: State, inst: WorkflowInstance, on: str, detail: str, out:
     for index, alert in enumerate(version.definition.alerts):
         if on not in alert.on:
             continue
-        key = "/".join(part for part in (inst.id, on, where, str(index)) if part)
+        run = f"run{inst.reopened + 1}" if inst.reopened else ""
+        key = "/".join(part for part in (inst.id, run, on, where, str(index)) if part)
         if key in state.alerts:
             continue
         send = e.SendAlert(key=key, instance=inst.id, workflow=inst.workflow, on=on, detail=detail[:MAX_DETAIL],

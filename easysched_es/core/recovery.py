@@ -91,6 +91,7 @@ def _reopen(state: State, inst: WorkflowInstance, discard: list[str], command_ty
             inst.attempts[name] = ti.attempt
     inst.state = WF_RUNNING
     inst.ended = None
+    inst.reopened += 1
     state.record_upstream(inst.workflow, UpstreamRecord(inst.id, inst.base_time, WF_RUNNING, {},
                                                         scheduled=inst.schedule_time is not None))
     out.append(e.WorkflowReopened(instance=inst.id, command_type=command_type, tasks=discard, kept=len(inst.tasks)))

@@ -128,6 +128,9 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
     # The last attempt number of each task run discarded by a rerun or recover (core/recovery.py):
     # the task's next run goes on from it, so attempt ids (and their log files) never repeat.
     attempts: dict[str, int] = {}
+    # How many times a rerun or recover made it run again: its second run's alerts get keys of
+    # their own (core/alerts.py), so a receiver deduplicating by key still sees them.
+    reopened: int = 0
     # Started from a task (`start --from-task`): the tasks it runs (a dict for O(1) lookups in a
     # stable order); {} = every task of the definition.
     only: dict[str, bool] = {}

@@ -34,6 +34,22 @@ def test_a_failure_raises_one_alert_with_an_idempotency_key() -> None:
     assert m.send(c.AlertSent(key=send.key, instance=inst, attempt=1)) == []  # a second report changes nothing
 
 
+def test_each_run_of_a_rerun_or_recovered_instance_alerts_under_a_key_of_its_own() -> None:
+    m = Master()
+    inst, first = failing(m, AlertDef(webhook=HOOK))
+    m.send(c.AlertSent(key=first.key, instance=inst, attempt=1))
+    keys = [first.key]
+    for again in (c.RerunWorkflow(instance=inst), c.RecoverWorkflow(instance=inst)):
+        m.send(again)
+        attempt = m.task(inst, "load").attempt
+        m.started(inst, "load", attempt=attempt)
+        sends = of(m.finished(inst, "load", attempt=attempt, exit_code=3), e.SendAlert)
+        assert m.wf_state(inst) == "FAILURE" and len(sends) == 1
+        keys.append(sends[0].key)
+        m.send(c.AlertSent(key=sends[0].key, instance=inst, attempt=1))
+    assert keys == [f"{inst}/FAILURE/0", f"{inst}/run2/FAILURE/0", f"{inst}/run3/FAILURE/0"]
+
+
 def test_a_failed_attempt_is_retried_with_a_doubling_back_off_then_given_up() -> None:
     m = Master()
     inst, send = failing(m, AlertDef(webhook=HOOK, max_attempts=3, backoff=2))

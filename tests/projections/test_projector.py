@@ -321,3 +321,37 @@ def test_run_follows_the_log_until_stopped(tmp_path: Path) -> None:
             stop.set()
             thread.join()
         assert projector.last_error is None
+
+
+def test_a_rerun_shows_in_the_instance_row_while_it_runs_and_after_it_ends(tmp_path: Path) -> None:
+    with (
+        EmbeddedStream(tmp_path / "commands", fsync=False) as cs,
+        EmbeddedStream(tmp_path / "events", fsync=False) as es,
+    ):
+        sim = Simulation(21, cs, es, max_active=2)
+        sim.define_all()
+        for _ in range(20_000):
+            if any(i.state in ("SUCCESS", "FAILURE", "STOP") for i in sim.state.instances.values()):
+                break
+            sim.submit(sim.random_command())
+        done = next(i for i in sim.state.instances.values() if i.state in ("SUCCESS", "FAILURE", "STOP"))
+        sim.submit(c.RerunWorkflow(at=sim.now + 1, instance=done.id))
+
+        def row() -> tuple[Any, ...]:
+            events, commands = open_logs(tmp_path)
+            with events, commands, Projector(tmp_path / "p.duckdb", events, commands) as projector:
+                projector.catch_up()
+                found = projector.cursor().execute(
+                    "SELECT state, task_states, reopened_as, reopened_at IS NOT NULL, duration_ms,"
+                    " ended_at >= reopened_at FROM workflow_instances WHERE instance = ?", [done.id]).fetchone()
+            assert found is not None
+            return found
+
+        assert row() == ("RUNNING_EXECUTION", "{}", "REPEAT_RUNNING", True, None, False)
+        for _ in range(20_000):
+            if done.id not in sim.active:
+                break
+            sim.submit(sim.random_command())
+        state, task_states, reopened_as, _, duration, ended_after = row()
+        assert state == sim.state.instances[done.id].state and task_states != "{}"
+        assert reopened_as == "REPEAT_RUNNING" and ended_after is True and duration is not None and duration >= 0

@@ -105,7 +105,7 @@ class Simulation:
         if self.record:
             self.batches.append(batch)
         for ev in out:
-            if isinstance(ev, e.WorkflowStarted):
+            if isinstance(ev, (e.WorkflowStarted, e.WorkflowReopened)):
                 self.active[ev.instance] = None
             elif isinstance(ev, e.WorkflowFinished):
                 self.active.pop(ev.instance, None)
