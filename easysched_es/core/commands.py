@@ -117,6 +117,8 @@ class TaskStarted(_Command, tag="task_started"):
     pid: int
     worker: str = ""
     log_path: str = ""
+    # The reporting worker's incarnation (Kafka workers, core/fencing.py); 0: a worker that has none.
+    incarnation: int = 0
 
 
 class TaskFinished(_Command, tag="task_finished"):
@@ -137,6 +139,8 @@ class TaskFinished(_Command, tag="task_finished"):
     # Output parameters the attempt set (`${setValue(k=v)}` lines, `$EASYSCHED_OUTPUT`);
     # the fold checks them against `core/outputs.py`'s limits.
     outputs: dict[str, str] = {}
+    # The reporting worker's incarnation (Kafka workers, core/fencing.py); 0: a worker that has none.
+    incarnation: int = 0
 
 
 class TaskAdopted(_Command, tag="task_adopted"):
@@ -147,6 +151,8 @@ class TaskAdopted(_Command, tag="task_adopted"):
     attempt: int
     pid: int
     worker: str = ""
+    # The reporting worker's incarnation (Kafka workers, core/fencing.py); 0: a worker that has none.
+    incarnation: int = 0
 
 
 class TaskLost(_Command, tag="task_lost"):
@@ -157,6 +163,8 @@ class TaskLost(_Command, tag="task_lost"):
     attempt: int
     reason: str
     worker: str = ""
+    # The reporting worker's incarnation (Kafka workers, core/fencing.py); 0: a worker that has none.
+    incarnation: int = 0
 
 
 class ClaimAttempt(_Command, tag="claim_attempt"):
@@ -171,6 +179,8 @@ class ClaimAttempt(_Command, tag="claim_attempt"):
     task: str
     attempt: int
     worker: str
+    # The reporting worker's incarnation (Kafka workers, core/fencing.py); 0: a worker that has none.
+    incarnation: int = 0
 
 
 class Heartbeat(_Command, tag="heartbeat"):
@@ -187,6 +197,9 @@ class Heartbeat(_Command, tag="heartbeat"):
     # -1 withdraws it (the worker sets no limit).
     slots: int | None = None
     group: str = "default"
+    # A new value per worker start and per comeback after being declared lost (core/fencing.py):
+    # a heartbeat of an incarnation declared lost or superseded is rejected.
+    incarnation: int = 0
 
 
 class CheckDue(_Command, tag="check_due"):

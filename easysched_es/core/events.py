@@ -343,6 +343,20 @@ class AttemptClaimed(_Event, tag="attempt_claimed"):
     attempt: int
     worker: str
     dispatch: DispatchTask
+    # The claimant's incarnation (core/fencing.py): only that incarnation may spawn the attempt.
+    incarnation: int = 0
+
+
+class WorkerLost(_Event, tag="worker_lost"):
+    """A worker incarnation was silent past its heartbeat timeout: its attempts are rerun.
+
+    The fold accepts nothing more from that incarnation; the worker, when it reads this, kills
+    every process it still runs and comes back with a new incarnation (core/fencing.py).
+    """
+
+    worker: str
+    incarnation: int
+    last_seen: int
 
 
 class KillTaskProcess(_Event, tag="kill_process"):
@@ -417,6 +431,7 @@ Event = (
     | LateReportIgnored
     | DispatchTask
     | AttemptClaimed
+    | WorkerLost
     | KillTaskProcess
     | ScheduleSet
     | ScheduleStateChanged

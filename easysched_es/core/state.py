@@ -100,6 +100,9 @@ class TaskInstance(msgspec.Struct, omit_defaults=True):
     note: str = ""
     # SUB_WORKFLOW: the id of the child instance it started.
     child: str = ""
+    # SHELL on Kafka: the incarnation of `worker` that claimed (or took over) the attempt; 0 =
+    # a worker without incarnations, not fenced (core/fencing.py).
+    incarnation: int = 0
 
 
 class WorkflowInstance(msgspec.Struct, omit_defaults=True):
@@ -249,15 +252,18 @@ class Snapshot(msgspec.Struct, omit_defaults=True):
     alerts: dict[str, PendingAlert] = {}
     # Backfills by id (core/backfill.py).
     backfills: dict[str, Backfill] = {}
+    # Worker incarnations (core/fencing.py): the newest heard of, and the newest declared lost.
+    incarnations: dict[str, int] = {}
+    lost_incarnations: dict[str, int] = {}
 
 
 class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "alerts", "backfills", "capacity", "fire_seq", "instances", "last_offset", "now",
-        "partition", "position", "queue", "requests", "schedules", "skipped", "upstream", "worker_timeouts", "workers",
-        "workflows",
+        "_upstream_by_time", "alerts", "backfills", "capacity", "fire_seq", "incarnations", "instances",
+        "last_offset", "lost_incarnations", "now", "partition", "position", "queue", "requests", "schedules",
+        "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -287,6 +293,8 @@ class State:
         self.requests: dict[str, RequestRecord] = {}
         self.alerts: dict[str, PendingAlert] = {}
         self.backfills: dict[str, Backfill] = {}
+        self.incarnations: dict[str, int] = {}
+        self.lost_incarnations: dict[str, int] = {}
 
     def snapshot(self) -> Snapshot:
         """The state as a msgspec value (timers in firing order)."""
@@ -308,6 +316,8 @@ class State:
             requests=self.requests,
             alerts=self.alerts,
             backfills=self.backfills,
+            incarnations=self.incarnations,
+            lost_incarnations=self.lost_incarnations,
         )
 
     @classmethod
@@ -329,6 +339,8 @@ class State:
         state.requests = snap.requests
         state.alerts = snap.alerts
         state.backfills = snap.backfills
+        state.incarnations = snap.incarnations
+        state.lost_incarnations = snap.lost_incarnations
         return state
 
 

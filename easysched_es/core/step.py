@@ -21,6 +21,7 @@ from easysched_es.core import (
     alerts,
     backfill,
     capacity,
+    fencing,
     limits,
     recovery,
     requests,
@@ -334,9 +335,11 @@ def _claim_attempt(state: State, cmd: c.ClaimAttempt, offset: int, out: Out) -> 
 
 
 def _heartbeat(state: State, cmd: c.Heartbeat, offset: int, out: Out) -> None:
-    refused = capacity.announce(state, cmd.worker, cmd.group, cmd.slots)
+    refused = fencing.heartbeat_refused(state, cmd.worker, cmd.incarnation) or capacity.announce(
+        state, cmd.worker, cmd.group, cmd.slots)
     if refused:
         raise _Rejected(refused)
+    fencing.heard(state, cmd.worker, cmd.incarnation)
     state.workers[cmd.worker] = cmd.at
     if cmd.timeout_ms > 0:
         state.worker_timeouts[cmd.worker] = cmd.timeout_ms

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easysched_es.core import alerts, capacity, outputs, time_params, workflow
+from easysched_es.core import alerts, capacity, fencing, outputs, time_params, workflow
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
 from easysched_es.core.definitions import ShellTask
@@ -69,6 +69,7 @@ def dispatch_admitted(state: State, inst: WorkflowInstance, ti: TaskInstance, td
     ti.state = DISPATCH
     ti.pid = None
     ti.worker = None
+    ti.incarnation = 0
     ti.exit_code = None
     ti.started = state.now
     ti.ended = None
@@ -135,6 +136,7 @@ def _claim(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.ClaimA
         ignore_report(inst, ti, cmd, tag, out, f"attempt {ti.attempt} already claimed by worker {ti.worker}")
         return
     ti.worker = cmd.worker
+    fencing.take_over(state, ti, cmd)
     out.append(
         e.AttemptClaimed(
             instance=inst.id,
@@ -142,6 +144,7 @@ def _claim(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.ClaimA
             attempt=ti.attempt,
             worker=cmd.worker,
             dispatch=dispatch_effect(state, inst, ti, _shell_def(state, inst, ti)),
+            incarnation=cmd.incarnation,
         )
     )
 
@@ -159,6 +162,7 @@ def _started(state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: c.Task
     ti.state = RUNNING
     ti.pid = cmd.pid
     ti.worker = cmd.worker
+    fencing.take_over(state, ti, cmd)
     task_changed(inst, ti, out, "process adopted after a restart" if adopted else "")
 
 
@@ -257,6 +261,10 @@ class Shell(TaskType):
             _timed_out(state, inst, ti, tdef, out)
 
     def report(self, state: State, inst: WorkflowInstance, ti: TaskInstance, cmd: Any, tag: str, out: Out) -> None:
+        refused = fencing.report_refused(state, ti, cmd)
+        if refused:
+            ignore_report(inst, ti, cmd, tag, out, refused)
+            return
         _REPORTS[type(cmd)](state, inst, ti, cmd, tag, out)
 
     def after_kill(self, state: State, inst: WorkflowInstance, ti: TaskInstance, was: str, reason: str,
@@ -291,6 +299,7 @@ def lost_workers(state: State, now: int, out: Out) -> None:
         del state.worker_timeouts[worker]
         state.capacity.worker_lost(worker)
         seen = state.workers.get(worker, 0)
+        fencing.declare_lost(state, worker, seen, out)
         for inst in list(state.instances.values()):
             if inst.state in WF_FINAL:
                 continue
