@@ -94,6 +94,8 @@ def _reopen(state: State, inst: WorkflowInstance, discard: list[str], command_ty
     inst.reopened += 1
     state.record_upstream(inst.workflow, UpstreamRecord(inst.id, inst.base_time, WF_RUNNING, {},
                                                         scheduled=inst.schedule_time is not None))
+    for hook in workflow.REOPENED:
+        hook(state, inst)
     out.append(e.WorkflowReopened(instance=inst.id, command_type=command_type, tasks=discard, kept=len(inst.tasks)))
     verb = "rerun" if command_type == REPEAT_RUNNING else "recover"
     out.append(e.WorkflowStateChanged(instance=inst.id, state=WF_RUNNING, reason=f"{verb} requested"))

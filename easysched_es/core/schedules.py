@@ -328,7 +328,15 @@ def _finished(state: State, inst: WorkflowInstance, out: Out) -> None:
         _start(state, s, s.buffer.pop(0), state.last_offset, out, "from the buffer")
 
 
+def _reopened(state: State, inst: WorkflowInstance) -> None:
+    """A rerun or recover of an instance this schedule started: it counts for the overlap policy again."""
+    s = state.schedules.get(inst.workflow) if inst.command_type == SCHEDULER else None
+    if s is not None and inst.id not in s.running:
+        s.running.append(inst.id)
+
+
 workflow.FINISHED.append(_finished)
+workflow.REOPENED.append(_reopened)
 
 HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {
     c.SetSchedule: _set,

@@ -94,6 +94,8 @@ def upstream_pool(tasks: dict[str, TaskInstance], upstream: list[str]) -> dict[s
 
 FINISHED: list[Callable[[State, WorkflowInstance, Out], None]] = []
 """Hooks called when an instance reaches a final state (schedules register one)."""
+REOPENED: list[Callable[[State, WorkflowInstance], None]] = []
+"""Hooks called when a rerun or recover makes a finished instance run again (core/recovery.py)."""
 
 
 PAUSED: list[Callable[[State, WorkflowInstance, Out], None]] = []

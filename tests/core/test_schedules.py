@@ -103,6 +103,16 @@ def test_overlap_policies_while_the_previous_instance_runs(overlap: str, outcome
         assert started == []
 
 
+def test_a_rerun_of_a_scheduled_instance_counts_for_the_overlap_policy_again() -> None:
+    m = _master(overlap="SERIAL_WAIT")
+    first = of(_at(m, T0 + MINUTE), e.WorkflowStarted)[0].instance
+    m.run_ok(first, "load")
+    assert not of(m.send(c.RerunWorkflow(instance=first)), e.CommandRejected)
+    assert _fires(_at(m, T0 + 2 * MINUTE))[0].outcome == "BUFFERED"  # waits for the rerun
+    events = m.run_ok(first, "load", attempt=2)
+    assert [f.nominal for f in _fires(events, "STARTED")] == [T0 + 2 * MINUTE]
+
+
 def test_cancel_other_stops_the_running_one_then_starts() -> None:
     m = _master(overlap="SERIAL_PRIORITY")
     first = of(_at(m, T0 + MINUTE), e.WorkflowStarted)[0].instance
