@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from easysched_es.backfill_verbs import BackfillVerbs
 from easysched_es.core import commands as c
 
 
@@ -21,8 +22,9 @@ def schedule_partition(workflow: str, partitions: int) -> int:
     return zlib.crc32(workflow.encode("utf-8")) % partitions
 
 
-class ScheduleVerbs:
-    """`set_schedule`, `schedule_online`, `schedule_offline`, `delete_schedule`, `trigger_schedule`."""
+class ScheduleVerbs(BackfillVerbs):
+    """`set_schedule`, `schedule_online`, `schedule_offline`, `delete_schedule`, `trigger_schedule`
+    (and the backfill verbs, `backfill_verbs.py`)."""
 
     def _submit_schedule(self, command: c.Command) -> Any:
         raise NotImplementedError

@@ -46,6 +46,7 @@ def register(
     h = subparsers.add_parser("history", parents=parents, help=text, description=text)
     h.add_argument("workflow", help="workflow name")
     h.add_argument("--limit", type=int, default=20, help="how many instances (20)")
+    h.add_argument("--backfill", metavar="ID", help="only the instances this backfill started (P-O-backfill)")
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(func=_handler(_history))
 
@@ -101,6 +102,15 @@ def _query(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# `history --backfill ID`: the columns of the reader's `instances`, narrowed to one backfill.
+BACKFILL_HISTORY_SQL = """SELECT instance, workflow, version, state, started_at, ended_at, duration_ms, schedule_time,
+reason FROM workflow_instances WHERE workflow = $1 AND backfill = $2 ORDER BY started_at DESC, instance DESC LIMIT $3"""
+
+
+def _records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dict(zip(result["columns"], row, strict=True)) for row in result["rows"]]
+
+
 def _history(args: argparse.Namespace, out: TextIO) -> int:
     """easysched history WORKFLOW [--json]"""
     from projections.client import open_reader
@@ -108,7 +118,8 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit < 1:
         raise _Usage("--limit must be at least 1")
     with open_reader(args.data_dir, progress=True) as reader:
-        found = reader.instances(workflow=args.workflow, limit=args.limit)["instances"]
+        found = (reader.instances(workflow=args.workflow, limit=args.limit)["instances"] if not args.backfill
+                 else _records(reader.query(BACKFILL_HISTORY_SQL, [args.workflow, args.backfill, args.limit])))
         if not found and not reader.query("SELECT 1 FROM workflows WHERE workflow = $1", [args.workflow])["rows"]:
             raise NotFoundError(f"no workflow named {args.workflow!r} is defined", workflow=args.workflow)
     if args.json:

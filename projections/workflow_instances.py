@@ -19,7 +19,9 @@ COLUMNS = (
            "when it last reached SUCCESS, FAILURE or STOP (before reopened_at: the previous run's end)"),
     Column("task_states", "JSON", "final state of each task, once it ended ({} while a rerun or recover runs)"),
     Column("updated_at", "TIMESTAMP", "time of the latest event about it"),
-    Column("command_type", "VARCHAR", "who started it: START_PROCESS (a user) or SCHEDULER (its schedule)"),
+    Column("command_type", "VARCHAR",
+           "who started it: START_PROCESS (a user), SCHEDULER (its schedule) or COMPLEMENT_DATA (a backfill)"),
+    Column("backfill", "VARCHAR", "the backfill that started it (P-O-backfill), else NULL"),
     Column("reopened_at", "TIMESTAMP", "when a rerun or recover last made the finished instance run again"),
     Column("reopened_as", "VARCHAR", "REPEAT_RUNNING (rerun) or START_FAILURE_TASK_PROCESS (recover), if reopened"),
 )
@@ -27,7 +29,7 @@ COLUMNS = (
 
 _started_row = fragment_maker(
     COLUMNS, "instance", "workflow", "version", "base_time", "schedule_time", "params", "started_at", "updated_at",
-    "command_type",
+    "command_type", "backfill",
 )
 _state_row = fragment_maker(COLUMNS, "instance", "state", "reason", "updated_at")
 _reopened_row = fragment_maker(COLUMNS, "instance", "task_states", "updated_at", "reopened_at", "reopened_as")
@@ -37,7 +39,7 @@ _finished_row = fragment_maker(COLUMNS, "instance", "workflow", "state", "ended_
 def _started(src: Source, seq: int, ev: e.WorkflowStarted) -> Row:
     return _started_row(
         ev.instance, ev.workflow, ev.version, ev.base_time, ev.schedule_time, json_bytes(ev.params), src.at, src.at,
-        ev.command_type or "START_PROCESS",
+        ev.command_type or "START_PROCESS", ev.backfill or None,
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from easysched_es.cli import (
+    backfill,
     capacity,
     catalog,
     debug,
@@ -55,7 +56,7 @@ argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  
 
 # One line per subcommand module: each has `register(reg)`.
 MODULES = (workflows, queries, debug, dsimport, exchange, service, kafka, skip, ui, capacity, schedules, logs, catalog,
-           schema, recovery)
+           schema, recovery, backfill)
 
 
 def build_parser() -> argparse.ArgumentParser:

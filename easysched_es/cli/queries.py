@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from easysched_es.cli import backfill
 from easysched_es.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,8 +34,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from easysched_es.runtime.fold import load_state, load_states
     from easysched_es.runtime.gc_pause import gc_paused
 
-    src = source(args)
     args.instance = args.instance or args.instance_opt
+    if backfill.is_backfill(args.instance):
+        return backfill.show_status(args)
+    src = source(args)
     filters = {"workflow": args.workflow, "state": args.state}
     state = None
     with gc_paused():
@@ -160,7 +163,8 @@ def _seconds(text: str) -> float:
 def register(reg: Registrar) -> None:
     """Add status, timers and wait."""
     p = reg.add("status", cmd_status, "instances and their tasks, folded from the log", reg.as_json)
-    p.add_argument("instance", nargs="?", help="one instance id (P-N); default every instance")
+    p.add_argument("instance", nargs="?",
+                   help="one instance id (P-N), or a backfill id (P-N-backfill: done/total); default every instance")
     p.add_argument("--instance", dest="instance_opt", metavar="INSTANCE", help="the same as the positional INSTANCE")
     p.add_argument("--request-id", metavar="ID",
                    help="what was decided for the request with this id (printed by start, stop, ...) and its instance")

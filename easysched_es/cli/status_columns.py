@@ -75,8 +75,13 @@ def print_status(view: list[dict[str, Any]]) -> None:
         times = f"started {_short(inst.get('started_at'))}" + (
             f", ended {_short(inst['ended_at'])}" if inst.get("ended_at") else "")
         zone = f", {inst['timezone']}" if inst.get("timezone", "UTC") != "UTC" else ""
+        # Who started it, when not a user's start: SCHEDULER or COMPLEMENT_DATA (and which backfill).
+        kind = inst.get("command_type", "START_PROCESS")
+        by = "" if kind == "START_PROCESS" else f", {kind}" + (
+            f" {inst['backfill']}" if inst.get("backfill") else "") + (
+            f" for {_short(inst['schedule_time'])}" if inst.get("schedule_time") else "")
         print(f"{inst['instance']}  {inst['workflow']} v{inst.get('version', '?')}  {inst['state']}{waits}  "
-              f"({times}{zone})")
+              f"({times}{zone}{by})")
         print_table(["task", "type", "state", "attempt", "exit", "started", "ended", "reason"], [
             [t["name"], t["type"], t["state"], t["attempt"] or "", "" if t.get("exit_code") is None else t["exit_code"],
              _short(t.get("started_at")), _short(t.get("ended_at")), t.get("reason") or ""]

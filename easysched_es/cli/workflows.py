@@ -122,7 +122,7 @@ def register(reg: Registrar) -> None:
                    "upstream (TASK_PRE), task = it alone (TASK_ONLY)")
 
     for name, method, text in (
-        ("stop", "stop", "stop an instance: kill every active task"),
+        ("stop", "stop", "stop an instance: kill every active task (a backfill id: the backfill and its instances)"),
         ("pause", "pause", "pause an instance: dispatch nothing new, let running tasks finish"),
         ("resume", "resume", "resume a paused instance"),
     ):

@@ -34,6 +34,7 @@ def instance_view(inst: WorkflowInstance) -> dict[str, Any]:
         "command_type": inst.command_type or "START_PROCESS",
         "schedule_time": iso(inst.schedule_time),
         "timezone": inst.zone or "UTC",  # of DS_DATE and the time parameters
+        **({"backfill": inst.backfill} if inst.backfill else {}),  # the backfill that started it
         "tasks": [
             {
                 "name": t.name,
