@@ -4,6 +4,7 @@ and `easysched gc` (retention now; `easysched run` applies it hourly on its own)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from easysched_es.cli.common import EXIT_OK, Registrar, UsageError, client, print_json, source
 
@@ -43,7 +44,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from easysched_es.cli.common import data
     from easysched_es.runtime.embedded.gc import gc
 
-    report = gc(data(args), dry_run=args.dry_run)
+    report = gc(data(args), dry_run=args.dry_run, keep_days=args.keep_days, keep_bytes=args.keep_bytes,
+                ignore_projection=args.ignore_projection)
     if args.json:
         print_json(report)
         return EXIT_OK
@@ -60,11 +62,30 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _at_least_zero(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= 0:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+        return value
+
+    return parse
+
+
 def register(reg: Registrar) -> None:
     """Add `pool` and `gc`."""
     p = reg.add("gc", cmd_gc, "apply the retention policy now: retire old finished instances, remove their files",
                 reg.as_json)
     p.add_argument("--dry-run", action="store_true", help="say what would be retired and removed; change nothing")
+    p.add_argument("--keep-days", type=_at_least_zero(float), metavar="DAYS",
+                   help="keep log segments written within DAYS (default $EASYSCHED_LOG_KEEP_DAYS, else 30)")
+    p.add_argument("--keep-bytes", type=_at_least_zero(int), metavar="BYTES",
+                   help="keep the newest BYTES of each log stream (default $EASYSCHED_LOG_KEEP_BYTES, else 0)")
+    p.add_argument("--ignore-projection", action="store_true",
+                   help="delete old segments even if the DuckDB projection has not read them yet")
     p = reg.add("pool", cmd_pool, "named pools of task slots shared across workflows: set, delete, list", reg.as_json)
     p.add_argument("action", choices=["set", "delete", "list"], help="set a pool's slots, delete it, or list pools")
     p.add_argument("name", nargs="?", help="the pool's name (for set and delete)")

@@ -34,6 +34,13 @@ def _indexed(root: Path) -> tuple[DataDir, SnapshotStore]:
     return data, store
 
 
+def _thin(store: SnapshotStore) -> None:
+    """Drop the old snapshots (as the index thins them with age), so that the oldest kept one is mid-log."""
+    for meta in store.metas()[:-2]:
+        store.path(meta.offset).unlink()
+        store.path(meta.offset).with_suffix(".meta").unlink()
+
+
 def test_gc_deletes_only_segments_before_the_oldest_kept_snapshot_and_readers_say_so(tmp_path: Path) -> None:
     data, store = _indexed(tmp_path / "a")
     whole = load_state(data)
@@ -44,10 +51,7 @@ def test_gc_deletes_only_segments_before_the_oldest_kept_snapshot_and_readers_sa
     now = int(max(p.stat().st_mtime for p in before["commands"]) * 1000)
     # Young install: the default keep window (the retention period) keeps everything.
     assert log_segments_gc(data, dry_run=False, now_ms=now)["segments"] == []
-    # Drop the old snapshots (as the index thins them with age), so that the oldest kept one is mid-log.
-    for meta in store.metas()[:-2]:
-        store.path(meta.offset).unlink()
-        store.path(meta.offset).with_suffix(".meta").unlink()
+    _thin(store)
     oldest = store.metas()[0]
     planned = log_segments_gc(data, dry_run=True, now_ms=now + MONTH_MS)
     assert planned["segments"] and {s: _segs(data, s) for s in before} == before  # a dry run changes nothing
@@ -82,6 +86,8 @@ def test_gc_cli_lists_segments_in_a_dry_run_and_status_works_after(tmp_path: Pat
     run = lambda *a: subprocess.run([sys.executable, "-m", "easysched_es", *a, "--json"],  # noqa: E731
                                     env=env, capture_output=True, text=True, timeout=300)
     before = _segs(data, "commands")
+    flag_wins = run("gc", "--dry-run", "--keep-days", "100000")  # the flag overrides the environment
+    assert flag_wins.returncode == 0 and json.loads(flag_wins.stdout)["log"]["segments"] == [], flag_wins.stderr
     dry = run("gc", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     listed = json.loads(dry.stdout)["log"]["segments"]
@@ -107,3 +113,40 @@ def test_gc_cli_lists_segments_in_a_dry_run_and_status_works_after(tmp_path: Pat
     assert rebuilt.returncode == 0, rebuilt.stderr + rebuilt.stdout
     counted = run("query", "SELECT count(*) AS n FROM workflow_instances")
     assert counted.returncode == 0 and json.loads(counted.stdout)[0]["n"] > 0, counted.stderr + counted.stdout
+
+
+def test_gc_keeps_the_segments_the_projection_has_not_read(tmp_path: Path) -> None:
+    from projections.projector import Projector
+    from projections.service import ProjectionService
+    from tests.projections.helpers import serving
+
+    data, store = _indexed(tmp_path / "p")
+    _thin(store)
+    now = int(max(p.stat().st_mtime for p in _segs(data, "commands")) * 1000) + MONTH_MS
+    wanted = log_segments_gc(data, dry_run=True, now_ms=now)["segments"]
+    assert len(wanted) > 2
+    with data.events() as events, data.commands() as commands, Projector(data.duckdb, events, commands) as proj:
+        proj.catch_up(max_batches=40)  # a projector that stopped early on
+    held = log_segments_gc(data, dry_run=False, now_ms=now)
+    read = held["projection_read"]
+    assert read["events"] > 0 and "has not read" in held["reason"]
+    assert set(held["segments"]) < set(wanted)
+    for stream in ("commands", "events"):
+        assert held["kept_from"][stream] <= read.get(stream, 0)  # what it has not read is all still there
+    with serving(ProjectionService(data.root, port=0, poll_interval=0.01)):  # caught up: the rest can go
+        done = log_segments_gc(data, dry_run=False, now_ms=now)
+    assert sorted(held["segments"] + done["segments"]) == sorted(wanted) and done["reason"] == ""
+    assert done["projection_read"]["commands"] >= store.metas()[0].position
+
+
+def test_gc_ignore_projection_deletes_what_an_unread_projection_holds(tmp_path: Path) -> None:
+    from projections.projector import Projector
+
+    data, store = _indexed(tmp_path / "i")
+    _thin(store)
+    now = int(max(p.stat().st_mtime for p in _segs(data, "commands")) * 1000) + MONTH_MS
+    wanted = log_segments_gc(data, dry_run=True, now_ms=now, ignore_projection=True)["segments"]
+    with data.events() as events, data.commands() as commands, Projector(data.duckdb, events, commands) as proj:
+        proj.catch_up(max_batches=1)
+    assert log_segments_gc(data, dry_run=True, now_ms=now)["segments"] == []
+    assert log_segments_gc(data, dry_run=False, now_ms=now, ignore_projection=True)["segments"] == wanted

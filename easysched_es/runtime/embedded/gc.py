@@ -37,14 +37,22 @@ def _orphans(data: DataDir, hot: set[str], also: frozenset[str] | set[str] = fro
     return found
 
 
-def gc(data: DataDir, *, dry_run: bool = False, now: int | None = None) -> dict[str, Any]:
-    """Apply retention as of `now` (default: the wall clock) and delete what retired instances left."""
+def gc(
+    data: DataDir, *, dry_run: bool = False, now: int | None = None, keep_days: float | None = None,
+    keep_bytes: int | None = None, ignore_projection: bool = False,
+) -> dict[str, Any]:
+    """Apply retention as of `now` (default: the wall clock) and delete what retired instances left;
+    the `keep_*` and `ignore_projection` settings are those of `log_segments_gc`."""
     now = wall_ms() if now is None else now
+
+    def segments(dry: bool) -> dict[str, Any]:
+        return log_segments_gc(data, dry_run=dry, now_ms=now, keep_days=keep_days, keep_bytes=keep_bytes,
+                               ignore_projection=ignore_projection)
     if dry_run:
         state = load_state(data)
         retiring = due_for_retirement(state, now)
         dirs = _orphans(data, set(state.instances), set(retiring))
-        log = log_segments_gc(data, dry_run=True, now_ms=now)
+        log = segments(True)
         return {"dry_run": True, "instances": retiring, "directories": [str(d) for d in dirs], "log": log}
     verdict = Client(data.root).submit(c.ApplyRetention(now=now))
     retired = [i for ev in verdict.events if isinstance(ev, InstancesRetired) for i in ev.instances]
@@ -52,6 +60,6 @@ def gc(data: DataDir, *, dry_run: bool = False, now: int | None = None) -> dict[
     dirs = _orphans(data, hot)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    log = log_segments_gc(data, dry_run=False, now_ms=now)
+    log = segments(False)
     return {"dry_run": False, "offset": verdict.offset, "instances": retired, "directories": [str(d) for d in dirs],
             "log": log}

@@ -8,10 +8,13 @@ deleted, and deletion goes oldest first without gaps, so what remains is one con
 starting at the base of its first kept segment (readers report "retention deleted the log
 before offset N"). Beyond that, segments written within `keep_days` (by mtime) and the newest
 `keep_bytes` of each stream are kept: the defaults keep everything newer than the instance
-retention period, so young installs lose nothing.
+retention period, so young installs lose nothing. Nor does a segment go that the DuckDB
+projection has not read yet (a projector stopped for a while would otherwise lose that stretch
+of history): its position comes from the running service, else from the projection file; a
+file held by a process that serves no API keeps every segment, since its position is unknown.
 
-Settings: `EASYSCHED_LOG_KEEP_DAYS` (default: the retention period, 30 days) and
-`EASYSCHED_LOG_KEEP_BYTES` (default 0).
+Settings: `gc --keep-days/--keep-bytes`, else `EASYSCHED_LOG_KEEP_DAYS` (default: the retention
+period, 30 days) and `EASYSCHED_LOG_KEEP_BYTES` (default 0); `gc --ignore-projection`.
 """
 
 from __future__ import annotations
@@ -46,6 +49,32 @@ def log_keep_settings() -> tuple[float, int]:
             int(_env_float("EASYSCHED_LOG_KEEP_BYTES", 0)))
 
 
+def projection_read(data: DataDir) -> tuple[dict[str, int] | None, str]:
+    """How far the projection has read each stream ({} of offsets; None: there is no projection),
+    and a note when that is unknown (then every stream counts as unread, so nothing is deleted)."""
+    from projections.client import find_service
+    from projections.errors import ProjectionError
+
+    service = find_service(data.root)
+    if service is not None:
+        try:
+            streams = service.stats()["projection"]["streams"]
+            return {s["stream"]: int(s["next_offset"]) for s in streams if s["partition"] == 0}, ""
+        except (ProjectionError, KeyError, TypeError, ValueError) as exc:
+            return {}, f"the projection service did not say how far it has read ({exc})"
+    if not data.duckdb.exists():
+        return None, ""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(data.duckdb), read_only=True) as conn:
+            rows = conn.execute("SELECT stream, min(next_offset) FROM projection_offsets"
+                                " WHERE partition = 0 GROUP BY stream").fetchall()
+    except duckdb.Error as exc:
+        return {}, f"the projection file is held or unreadable, so how far it has read is unknown ({exc})"
+    return {str(stream): int(offset) for stream, offset in rows}, ""
+
+
 def _segments(directory: Path) -> list[tuple[int, Path]]:
     out = []
     for p in directory.glob("*.seg") if directory.is_dir() else []:
@@ -71,14 +100,17 @@ def _deletable(directory: Path, limit: int, keep_days: float, keep_bytes: int, n
 
 
 def log_segments_gc(
-    data: DataDir, *, dry_run: bool, now_ms: int, keep_days: float | None = None, keep_bytes: int | None = None
+    data: DataDir, *, dry_run: bool, now_ms: int, keep_days: float | None = None, keep_bytes: int | None = None,
+    ignore_projection: bool = False,
 ) -> dict[str, Any]:
-    """Delete (or, with `dry_run`, list) the segments the oldest kept snapshot makes unnecessary."""
+    """Delete (or, with `dry_run`, list) the segments the oldest kept snapshot makes unnecessary
+    and the projection has read (unless `ignore_projection`)."""
     days, size = log_keep_settings()
     days = days if keep_days is None else keep_days
     size = size if keep_bytes is None else keep_bytes
     metas = data.snapshot_store().metas()
-    report: dict[str, Any] = {"segments": [], "bytes": 0, "kept_from": {}, "reason": ""}
+    read, unknown = (None, "") if ignore_projection else projection_read(data)
+    report: dict[str, Any] = {"segments": [], "bytes": 0, "kept_from": {}, "reason": "", "projection_read": read}
     if not metas:
         report["reason"] = "no kept snapshot: the whole log is needed"
         return report
@@ -89,7 +121,11 @@ def log_segments_gc(
     plans = [(data.root / "commands", oldest.position)]
     if oldest.events_position is not None:
         plans.append((data.root / "events", oldest.events_position))
+    held = []
     for directory, limit in plans:
+        if read is not None and read.get(directory.name, 0) < limit:
+            limit = read.get(directory.name, 0)
+            held.append(f"{directory.name} from offset {limit}")
         for path in _deletable(directory, limit, days, size, now_ms):
             report["bytes"] += path.stat().st_size
             report["segments"].append(str(path))
@@ -97,4 +133,7 @@ def log_segments_gc(
                 path.unlink()
         left = _segments(directory)
         report["kept_from"][directory.name] = left[0][0] if left else 0
+    if held:
+        report["reason"] = (unknown or f"the DuckDB projection has not read {', '.join(held)} yet")
+        report["reason"] += ": those segments are kept (`gc --ignore-projection` deletes them anyway)"
     return report
