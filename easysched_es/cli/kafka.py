@@ -52,14 +52,19 @@ def _stop_on_signals() -> threading.Event:
 def cmd_master(args: argparse.Namespace) -> int:
     from easysched_es.runtime.kafka.master import KafkaMaster
 
+    if args.retention_every < 0:
+        raise UsageError(f"--retention-every must be >= 0 seconds (0 = no retention pass), not {args.retention_every}")
+
     def report(what: str, data: dict[str, Any]) -> None:
         if args.events_to_stdout:
             print(json.dumps({"event": what, **data}), flush=True)
 
     master = KafkaMaster(_settings(args), name=args.name, session_timeout_ms=round(args.session_timeout * 1000),
-                         snapshot_every=args.snapshot_every, on_event=report)
+                         snapshot_every=args.snapshot_every, retention_every_ms=round(args.retention_every * 1000),
+                         on_event=report)
     stop = _stop_on_signals()
-    print(json.dumps({"event": "master_started", "pid": os.getpid(), "master": master.name}), flush=True)
+    print(json.dumps({"event": "master_started", "pid": os.getpid(), "master": master.name,
+                      "retention_every_s": args.retention_every or "never"}), flush=True)
     master.run(stop)
     return 0
 
@@ -167,6 +172,9 @@ def register(reg: Registrar) -> None:
     p.add_argument("--session-timeout", type=float, default=10.0,
                    help="consumer group session timeout in seconds: how fast a standby takes over (default 10)")
     p.add_argument("--snapshot-every", type=int, default=20_000, help="commands between snapshots (default 20000)")
+    p.add_argument("--retention-every", type=float, default=3600.0,
+                   help="seconds between the retention passes (ApplyRetention) appended to each owned partition, "
+                        "the first when it is ready (default 3600; 0 = none)")
     p.add_argument("--events-to-stdout", action="store_true",
                    help="print ownership changes (assigned, ready, dropped) as JSON lines")
 

@@ -11,7 +11,9 @@ Per owned partition:
   partition), forwarded `UpstreamFinished` commands to every other partition, now and then a
   snapshot, and the consumer offset, all in ONE Kafka transaction;
 - time: when the earliest timer (or a worker heartbeat deadline) is due, a `CheckDue(now)` is
-  produced to the partition, in a transaction of the same producer (so a zombie's tick never lands).
+  produced to the partition, in a transaction of the same producer (so a zombie's tick never lands);
+  every `retention_every_ms` (first when the partition is ready) an `ApplyRetention(now)` likewise,
+  so the retention decision is in the log and replays (core/retention.py).
 
 Effects (`DispatchTask`, `KillTaskProcess`) are in the events topic, written atomically with
 the decision; workers consume them from there. So, unlike the embedded master, a new owner
@@ -38,7 +40,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from easysched_es.core.codec import decode_snapshot, encode
-from easysched_es.core.commands import CheckDue, UpstreamFinished
+from easysched_es.core.commands import ApplyRetention, CheckDue, Command, UpstreamFinished
 from easysched_es.core.events import Event, EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
 from easysched_es.core.step import pending_effects, reject_record, step_record
@@ -51,6 +53,9 @@ from easysched_es.runtime.kafka.alerts import KafkaAlerts
 log = logging.getLogger(__name__)
 
 TICK_RETRY_MS = 5_000
+RETENTION_EVERY_MS = 3_600_000
+"""Default time between the retention passes a master appends to each partition it owns (hourly,
+like `easysched run`)."""
 TXN_TIMEOUT_MS = 15_000
 
 
@@ -85,6 +90,7 @@ class _Owned:
     ready: bool = False
     since_snapshot: int = 0
     tick_sent_at: int | None = None
+    retention_at: int | None = None  # when the next ApplyRetention is due (None: at ready)
     replayed: int = 0
     owed: int = 0
     recovered_at: float = field(default_factory=time.monotonic)
@@ -113,12 +119,14 @@ class KafkaMaster:
         name: str | None = None,
         session_timeout_ms: int = 10_000,
         snapshot_every: int = 20_000,
+        retention_every_ms: int = RETENTION_EVERY_MS,
         clock: Callable[[], int] = wall_ms,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.snapshot_every = snapshot_every
+        self.retention_every_ms = retention_every_ms  # 0: this master appends no retention pass
         self.clock = clock
         self.on_event = on_event
         counts = ensure_topics(settings)
@@ -314,6 +322,10 @@ class KafkaMaster:
         for owned in list(self.owned.values()):
             if not owned.ready:
                 continue
+            if self.retention_every_ms > 0 and (owned.retention_at is None or now >= owned.retention_at):
+                if not self._append(owned, ApplyRetention(at=now, now=now)):
+                    continue
+                owned.retention_at = now + self.retention_every_ms
             state = owned.state
             due = state.queue.earliest()
             deadline = worker_deadline(state)
@@ -323,14 +335,20 @@ class KafkaMaster:
                 continue
             if owned.tick_sent_at is not None and now - owned.tick_sent_at < TICK_RETRY_MS:
                 continue
-            try:
-                owned.producer.begin_transaction()
-                owned.producer.send(self.commands_topic, value=encode(CheckDue(at=now, now=now)),
-                                    partition=owned.partition)
-                _bounded(owned.producer, owned.producer._transaction_manager.begin_commit())
+            if self._append(owned, CheckDue(at=now, now=now)):
                 owned.tick_sent_at = now
-            except kerr.KafkaError as exc:
-                self._failed(owned, exc)
+
+    def _append(self, owned: _Owned, command: Command) -> bool:
+        """Produce one command of the master's own (a tick, a retention pass) to the partition, in a
+        transaction of its producer (a zombie's never lands); False if the partition was dropped."""
+        try:
+            owned.producer.begin_transaction()
+            owned.producer.send(self.commands_topic, value=encode(command), partition=owned.partition)
+            _bounded(owned.producer, owned.producer._transaction_manager.begin_commit())
+            return True
+        except kerr.KafkaError as exc:
+            self._failed(owned, exc)
+            return False
 
     def next_due(self) -> int | None:
         """The earliest due time over the owned partitions (for the loop's wait)."""

@@ -23,7 +23,9 @@ that stretch of the log is skipped), then acts live. A kill seen for an attempt 
 here is remembered: if the dispatch of that attempt comes later, the attempt is killed before it
 starts instead of running. The process handling (claim files, process groups, kill grace,
 adoption) is `runtime.worker.Worker`, with its claim files in the worker's own directory: they
-make a spawn seen twice by one worker directory idempotent.
+make a spawn seen twice by one worker directory idempotent. The same reader removes the claim
+and log directories of the instances an `InstancesRetired` event names (`runtime/retired_files.py`),
+so a worker's files follow the retention policy the masters append to the log.
 
 Reports are produced (acks=all) to the partition of their instance; heartbeats go to every
 partition with the worker's timeout, so a worker that disappears has its attempts declared lost
@@ -50,11 +52,19 @@ from kafka import errors as kerr
 
 from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
-from easysched_es.core.events import AttemptClaimed, DispatchTask, Event, KillTaskProcess, TaskStateChanged
+from easysched_es.core.events import (
+    AttemptClaimed,
+    DispatchTask,
+    Event,
+    InstancesRetired,
+    KillTaskProcess,
+    TaskStateChanged,
+)
 from easysched_es.core.slots import share
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.kafka.client import instance_partition
+from easysched_es.runtime.retired_files import remove_retired
 from easysched_es.runtime.worker import Key, Worker
 
 log = logging.getLogger(__name__)
@@ -233,7 +243,7 @@ class KafkaWorker:
 
     def _kill_loop(self, stop: threading.Event) -> None:
         """The effect reader over every events partition: claims won by this worker, and kills."""
-        kinds = (AttemptClaimed, KillTaskProcess, TaskStateChanged)
+        kinds = (AttemptClaimed, KillTaskProcess, TaskStateChanged, InstancesRetired)
         while not stop.is_set():
             polled = self._poll(self.kill_consumer)
             for records in polled.values():
@@ -257,6 +267,12 @@ class KafkaWorker:
             for key in [k for k in self._won if k[0] == ev.instance and k[1] == ev.task]:
                 if key[2] != ev.attempt or ev.state not in ("DISPATCH", "RUNNING_EXECUTION"):
                     del self._won[key]
+            return
+        if isinstance(ev, InstancesRetired):
+            removed = remove_retired(self.worker, ev.instances)
+            if removed:
+                log.info("retention: removed %d directories of %d retired instances", len(removed),
+                         len(ev.instances))
             return
         assert isinstance(ev, KillTaskProcess)
         key = (ev.instance, ev.task, ev.attempt)
