@@ -33,7 +33,7 @@ from easysched_es.log.base import LogError, Record, Stream
 from easysched_es.runtime.clock import wall_ms
 from projections.errors import ProjectionError, ProjectionLockedError
 from projections.model import Handler, ReadModel, Source, Undecodable, tag_of
-from projections.schema import ALL_VIEWS, META_DDL, META_TABLE, MODELS, OFFSETS, fingerprint
+from projections.schema import ALL_VIEWS, META_DDL, META_TABLE, MODELS, NOTES, OFFSETS, TABLES, fingerprint
 from projections.writer import Load, TableBuffer, Writer
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,10 @@ class Projector:
         # reader never touches the connection in the middle of a write transaction.
         self._conn = self._root.cursor()
         self._buffers = {m.name: TableBuffer(m) for m in (*MODELS, OFFSETS)}
+        self._notes = TableBuffer(NOTES)
         self._event_dispatch = _dispatch(MODELS, "on_event", self._buffers)
         self._command_dispatch = _dispatch(MODELS, "on_command", self._buffers)
-        self._writer = Writer(self._conn, (*MODELS, OFFSETS))
+        self._writer = Writer(self._conn, TABLES)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-commit")
         self._inflight: Future[None] | None = None
         self._batch_handlers = tuple((self._buffers[m.name].put, m.on_batch) for m in MODELS if m.on_batch)
@@ -183,7 +184,7 @@ class Projector:
         expected = fingerprint()
         if row is None or row[0] != expected:
             existing = {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            if existing & {m.name for m in (*MODELS, OFFSETS)}:
+            if existing & {m.name for m in TABLES}:
                 log.warning(
                     "the projection tables in %s were made by another version (schema %s, expected %s); "
                     "rebuilding them from the log", self.db_path, row[0] if row else "unknown", expected,
@@ -200,7 +201,7 @@ class Projector:
         try:
             for view in ALL_VIEWS:
                 conn.execute(f"DROP VIEW IF EXISTS {view.name}")
-            for model in (*MODELS, OFFSETS):
+            for model in TABLES:
                 conn.execute(f'DROP TABLE IF EXISTS "{model.name}"')
                 conn.execute(model.ddl())
             conn.execute(
@@ -389,12 +390,17 @@ class Projector:
             for buf in self._buffers.values():
                 buf.clear()
         if self._writer.notes:
-            # Never stall on a value: it is stored as NULL, and said so here and in status().
+            # Never stall on a value: it is stored as NULL, and said so here, in status() and in
+            # a projection_notes row written in the same transaction.
+            read = ", ".join(f"{name}/{partition} {(ahead.get((name, partition)) or Position()).next_offset}"
+                             f"..{pos.next_offset}" for (name, partition), pos in moved.items())
             for note in self._writer.notes:
-                log.warning("projection: %s", note)
+                log.warning("projection: %s (read %s)", note, read)
+                self._notes.add((now_ms, read, note))
             self.value_notes += len(self._writer.notes)
             self.last_note = self._writer.notes[-1]
             self._writer.notes.clear()
+            loads += self._writer.prepare([self._notes])
         return _Chunk(loads, moved, records, events, full)
 
     def _complete(self, future: Future[None], chunk: _Chunk, bar: tqdm[Any] | None) -> None:

@@ -49,10 +49,20 @@ OFFSETS = ReadModel(
     key=("stream", "partition"),
 )
 
+NOTES = ReadModel(
+    name="projection_notes",
+    doc="Values a table could not hold, stored as NULL instead: one row per column and transaction.",
+    columns=(
+        Column("noted_at", "TIMESTAMP", "wall-clock time of the transaction that stored the NULLs"),
+        Column("read", "VARCHAR", "the stream ranges that transaction applied: where to look in the log"),
+        Column("note", "VARCHAR", "table.column, how many values became NULL, and the first of them"),
+    ),
+)
+
 META_TABLE = "projection_meta"
 META_DDL = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)"
 
-TABLES: tuple[ReadModel, ...] = (*MODELS, OFFSETS)
+TABLES: tuple[ReadModel, ...] = (*MODELS, OFFSETS, NOTES)
 ALL_VIEWS: tuple[View, ...] = VIEWS
 
 

@@ -36,3 +36,10 @@ def test_an_absurd_time_does_not_stall_the_projection(tmp_path: Path) -> None:
             f"SELECT command_offset, time FROM commands WHERE command_offset IN ({absurd[0]}, {absurd[1]})"
         ).fetchall())
         assert times == {absurd[0]: None, absurd[1]: None}
+        notes = conn.execute("SELECT read, note FROM projection_notes").fetchall()
+        assert notes and all("out of range stored as NULL" in note for _, note in notes)
+        # Each note names the stretch of log its transaction applied, and that stretch holds the value.
+        spans = [part.split(" ")[1].split("..") for read, _ in notes for part in read.split(", ")
+                 if part.startswith("commands/0 ")]
+        for offset in absurd:
+            assert any(int(lo) <= offset < int(hi) for lo, hi in spans), (offset, notes)
