@@ -133,6 +133,26 @@ def test_many_cancels_then_sets_compact_without_losing_entries() -> None:
     assert len(q) == 297
 
 
+def test_freed_slots_are_renumbered_on_compaction_and_order_holds() -> None:
+    q, m = DelayQueue(), Model()
+    keys = [("i", str(i), TIMEOUT) for i in range(500)]
+    for n, k in enumerate(keys):
+        q.set(k, -250 + n % 37)  # negative due times too: they sort first
+        m.set(k, -250 + n % 37)
+    for k in keys[:450]:
+        assert q.cancel(k) == m.cancel(k)
+    for n in range(400):  # moves leave stale heap items: compaction runs, with mostly free slots
+        k = keys[450 + n % 50]
+        q.set(k, n % 11)
+        m.set(k, n % 11)
+    assert len(q._keys) == 50 and not q._free  # renumbered
+    q.set(keys[0], -1)  # a new key gets a fresh slot after renumbering
+    m.set(keys[0], -1)
+    assert q.entries() == [TimerEntry(due, seq, *k) for (due, seq), k in m.ordered()]
+    assert q.pop_due(5) == m.pop_due(5)
+    assert DelayQueue.restore(q.entries(), q.seq).entries() == q.entries()
+
+
 # ---- model-based ------------------------------------------------------------------------
 
 KEYS = [
