@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from easysched_es.cli.common import Registrar, UsageError, kafka_bootstrap
+from easysched_es.cli.common import CliError, Registrar, UsageError, kafka_bootstrap
 
 if TYPE_CHECKING:
     import threading
@@ -36,7 +36,14 @@ def _settings(args: argparse.Namespace) -> Any:
     if not bootstrap:
         raise UsageError("this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
                          "(easysched kafka-local start gives you a local broker)")
-    return KafkaSettings.from_env(bootstrap)
+    settings = KafkaSettings.from_env(bootstrap)
+    from easysched_es.log.kafka_auth import auth_problem
+
+    # A service would retry a SASL mismatch for a minute in silence: one handshake says it at once.
+    problem = auth_problem(settings.bootstrap, settings.client)
+    if problem is not None:
+        raise CliError(problem, kind="log")
+    return settings
 
 
 def _stop_on_signals() -> threading.Event:
@@ -109,11 +116,15 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
     from easysched_es.runtime.kafka import local_broker as kafka_local
 
     directory = Path(args.dir).absolute()
+    sasl = _sasl_user(args)
     if args.action == "start":
         if args.fresh:
             _make_fresh(kafka_local, directory)
         earlier = earlier_topics(directory / kafka_local.LOG_DIRS)
-        info = kafka_local.start_detached(directory, port=args.port)
+        try:
+            info = kafka_local.start_detached(directory, port=args.port, sasl=sasl)
+        except kafka_local.KafkaLocalError as exc:
+            raise CliError(str(exc), kind="kafka_local") from None
         info["earlier_topics"] = sorted(earlier)
     elif args.action == "stop":
         stopped = kafka_local.stop_detached(directory)
@@ -133,13 +144,37 @@ def cmd_kafka_local(args: argparse.Namespace) -> int:
         else:
             print(f"{directory} held no earlier data: the broker starts empty")
         print(f"export EASYSCHED_KAFKA={info['bootstrap']}")
+        if info.get("sasl"):
+            print(f"export EASYSCHED_KAFKA_CONFIG={info['sasl']['client_config']}")
     elif args.action == "stop":
         print("stopped" if info["stopped"] else f"no broker was running on {directory}")
     else:
         print(f"running at {info['bootstrap']} (pid {info['pid']})" if info.get("pid") else "not running")
+    if not args.json and args.action in ("start", "status") and info.get("sasl"):
+        print(sasl_line(info["sasl"]))
     if args.action == "status" and not info.get("pid"):
         return 1
     return 0
+
+
+def _sasl_user(args: argparse.Namespace) -> Any:
+    """`--sasl USER:PASS` as a SaslUser (None without it); only `start` takes it."""
+    if args.sasl is None:
+        return None
+    if args.action != "start":
+        raise UsageError(f"--sasl goes with `kafka-local start`, not {args.action}")
+    from easysched_es.runtime.kafka.local_sasl import parse_credentials
+
+    try:
+        return parse_credentials(args.sasl)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def sasl_line(sasl: dict[str, Any]) -> str:
+    """One line saying the broker wants SASL, for whom, and where a client's settings are (no password)."""
+    return (f"SASL on: {sasl['listener']} with {sasl['mechanism']} for user {sasl['username']}; "
+            f"clients: EASYSCHED_KAFKA_CONFIG={sasl['client_config']}")
 
 
 def earlier_topics(log_dirs: Path) -> set[str]:
@@ -206,3 +241,6 @@ def register(reg: Registrar) -> None:
     p.add_argument("--port", type=int, default=None, help="client port for a new broker (default: a free port)")
     p.add_argument("--fresh", action="store_true",
                    help="start: drop the data of earlier runs in --dir first (refused while a broker runs there)")
+    p.add_argument("--sasl", metavar="USER:PASS",
+                   help="start: the client listener wants SASL/PLAIN with this user (SASL_PLAINTEXT); clients "
+                        "point EASYSCHED_KAFKA_CONFIG at DIR/client-sasl.json")

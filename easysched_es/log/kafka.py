@@ -138,6 +138,16 @@ class KafkaSettings:
 
 def describe_failure(exc: BaseException, settings: KafkaSettings) -> str:
     """One line for a user: which broker failed, how, and what to check."""
+    if "Authentication" in type(exc).__name__:  # SaslAuthenticationFailedError and kin
+        user = settings.client.get("sasl_plain_username") or settings.client.get("sasl_kerberos_service_name")
+        return (f"Kafka at {settings.bootstrap} refused the credentials{f' of user {user}' if user else ''} "
+                f"({exc}); check the user and password in EASYSCHED_KAFKA_CONFIG")
+    from easysched_es.log.kafka_auth import auth_problem
+
+    # The broker may be up and want (or not want) SASL: a silent timeout would hide that.
+    problem = auth_problem(settings.bootstrap, settings.client, min(2.0, settings.timeout or 2.0))
+    if problem is not None:
+        return problem
     within = f" within {settings.timeout:g}s" if settings.timeout is not None else ""
     reason = str(exc) or type(exc).__name__
     if not reason.startswith(type(exc).__name__):

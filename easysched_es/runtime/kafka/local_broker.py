@@ -44,6 +44,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from easysched_es.runtime.kafka.local_sasl import (
+    SaslUser,
+    client_settings,
+    public_state,
+    sasl_properties,
+    write_client_config,
+)
+
 __all__ = [
     "DEFAULT_HEAP",
     "DEFAULT_JVM_FLAGS",
@@ -349,8 +357,11 @@ def _port_open(port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def _probe(bootstrap: str, timeout: float) -> bool:
-    """True when the broker answers a metadata request and lists itself unfenced (kafka-python)."""
+def _probe(bootstrap: str, timeout: float, client: Mapping[str, Any] | None = None) -> bool:
+    """True when the broker answers a metadata request and lists itself unfenced (kafka-python).
+
+    ``client``: security settings of the probe (the SASL user of a ``--sasl`` broker).
+    """
     try:
         from kafka import KafkaAdminClient  # type: ignore[import-untyped]
     except ImportError:  # no client installed: the log line is all we have
@@ -362,6 +373,7 @@ def _probe(bootstrap: str, timeout: float) -> bool:
             bootstrap_timeout_ms=ms,
             request_timeout_ms=ms,
             client_id="easysched-kafka-local-probe",
+            **(client or {}),
         )
     except Exception:
         return False
@@ -499,7 +511,11 @@ def broker_properties(data_dir: Path, port: int, controller_port: int) -> dict[s
 def _write_properties(path: Path, props: Mapping[str, str]) -> None:
     lines = ["# Written by easysched_es.runtime.kafka.local_broker; rewritten on every start."]
     lines += [f"{k}={v}" for k, v in props.items()]
-    path.write_text("\n".join(lines) + "\n")
+    # owner-only: with --sasl it holds the password (JAAS config)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
 
 
 def _parse_heap(heap: str) -> str:
@@ -520,8 +536,11 @@ class _Prepared:
         cmd: list[str],
         cluster_id: str,
         format_seconds: float | None,
+        sasl: SaslUser | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.sasl = sasl
+        self.client: dict[str, Any] = client_settings(sasl) if sasl is not None else {}
         self.port = port
         self.controller_port = controller_port
         self.cmd = cmd
@@ -541,6 +560,7 @@ def _prepare(
     extra_properties: Mapping[str, str],
     java: str,
     cds: bool = True,
+    sasl: SaslUser | None = None,
 ) -> _Prepared:
     """Write the config files, format the storage if it is new, and build the broker command."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -560,7 +580,10 @@ def _prepare(
         controller_port = _free_port()
 
     props = broker_properties(data_dir, port, controller_port)
+    if sasl is not None:
+        props.update(sasl_properties(sasl, port, controller_port))
     props.update(extra_properties)
+    write_client_config(data_dir, sasl)
     prop_path = data_dir / PROPERTIES_FILE
     _write_properties(prop_path, props)
     log4j = data_dir / LOG4J_FILE
@@ -624,13 +647,15 @@ def _prepare(
         log=str(data_dir / LOG_FILE),
         cds_archive=str(archive) if archive is not None else None,
         cds_dump=str(dump) if dump is not None else None,
+        sasl=public_state(sasl, data_dir),
     )
     _write_state(data_dir, state)
-    return _Prepared(data_dir, port, controller_port, broker_cmd, cluster_id, format_seconds)
+    return _Prepared(data_dir, port, controller_port, broker_cmd, cluster_id, format_seconds, sasl)
 
 
 def _wait_ready(
-    alive: Any, log_path: Path, log_offset: int, bootstrap: str, port: int, timeout: float, what: str
+    alive: Any, log_path: Path, log_offset: int, bootstrap: str, port: int, timeout: float, what: str,
+    client: Mapping[str, Any] | None = None,
 ) -> None:
     """Return once the broker answers; raise :class:`KafkaLocalError` with the log tail otherwise."""
     t0 = time.monotonic()
@@ -652,7 +677,7 @@ def _wait_ready(
                 carry = buf[-len(READY_LINE) :]
         now = time.monotonic()
         if (seen or now >= next_probe) and _port_open(port):
-            if _probe(bootstrap, min(3.0, max(0.5, deadline - now))):
+            if _probe(bootstrap, min(3.0, max(0.5, deadline - now)), client):
                 return
             next_probe = time.monotonic() + 1.0
         if time.monotonic() >= deadline:
@@ -706,6 +731,7 @@ class LocalKafka:
         extra_properties: Mapping[str, str] | None = None,
         java: str | None = None,
         cds: bool = True,
+        sasl: SaslUser | None = None,
     ) -> None:
         """Configure (does not start anything).
 
@@ -718,6 +744,7 @@ class LocalKafka:
             java: java executable (default ``$JAVA_HOME/bin/java`` or ``java`` on PATH).
             cds: use (and, on the first start, create) an AppCDS archive of the broker classes next to
                 the jars; saves ~0.5 s per start.
+            sasl: put the client listener behind SASL/PLAIN with this user (:mod:`.local_sasl`).
         """
         self._jars = jars
         self.jvm_flags = tuple(jvm_flags)
@@ -726,6 +753,7 @@ class LocalKafka:
         self.extra_properties = dict(extra_properties or {})
         self._java = java
         self.cds = cds
+        self.sasl = sasl
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: BinaryIO | None = None
         self._prepared: _Prepared | None = None
@@ -736,12 +764,17 @@ class LocalKafka:
     # -- properties
     @property
     def bootstrap(self) -> str:
-        """``"127.0.0.1:PORT"`` of the PLAINTEXT listener (valid after :meth:`start`)."""
+        """``"127.0.0.1:PORT"`` of the client listener (valid after :meth:`start`)."""
         return f"127.0.0.1:{self.port}"
 
     @property
+    def client_config(self) -> dict[str, Any]:
+        """kafka-python security settings a client of this broker needs (empty without SASL)."""
+        return client_settings(self.sasl) if self.sasl is not None else {}
+
+    @property
     def port(self) -> int:
-        """The client (PLAINTEXT) port."""
+        """The client port (PLAINTEXT, or SASL_PLAINTEXT with ``sasl``)."""
         if self._prepared is None:
             raise KafkaLocalError("LocalKafka has not been started")
         return self._prepared.port
@@ -808,6 +841,7 @@ class LocalKafka:
             self.extra_properties,
             java,
             cds=self.cds,
+            sasl=self.sasl,
         )
         self._prepared = prepared
         self.format_seconds = prepared.format_seconds
@@ -842,6 +876,7 @@ class LocalKafka:
                 prepared.port,
                 self.ready_timeout,
                 "Kafka broker",
+                prepared.client,
             )
         except BaseException:
             self.stop(timeout=5.0)
@@ -934,10 +969,13 @@ def start_detached(
     *,
     ready_timeout: float = 90.0,
     jvm_flags: Sequence[str] = DEFAULT_JVM_FLAGS,
+    sasl: SaslUser | None = None,
 ) -> dict[str, Any]:
     """Start a broker on ``data_dir`` that outlives this process; return its :func:`status` dict.
 
-    Waits until it answers. If one already runs there, returns its status with ``already_running=True``.
+    ``sasl``: the client listener is SASL_PLAINTEXT/PLAIN with this user (:mod:`.local_sasl`).
+    Waits until it answers. If one already runs there, returns its status with ``already_running=True``
+    (and raises :class:`KafkaLocalError` when that one's SASL setting is not the one asked for).
     The pid and ports go to ``<data_dir>/kafka-local.json`` for :func:`status` / :func:`stop_detached`.
     """
     data_dir = Path(data_dir).resolve()
@@ -945,10 +983,12 @@ def start_detached(
     with _flock(data_dir / ".kafka-local.lock"):
         current = status(data_dir)
         if current is not None:
+            _same_sasl(current, sasl, data_dir)
             current["already_running"] = True
             return current
         prepared = _prepare(
-            data_dir, port, controller_port, _parse_heap(heap), ensure_jars(), jvm_flags, {}, _find_java()
+            data_dir, port, controller_port, _parse_heap(heap), ensure_jars(), jvm_flags, {}, _find_java(),
+            sasl=sasl,
         )
         log_fh, offset = _open_log(prepared.log_path, f"start (detached) {shlex.join(prepared.cmd)}")
         try:
@@ -976,6 +1016,7 @@ def start_detached(
                 prepared.port,
                 ready_timeout,
                 "Kafka broker",
+                prepared.client,
             )
         except BaseException:
             _stop_pid(data_dir, proc.pid, 5.0)
@@ -985,6 +1026,30 @@ def start_detached(
             already_running=False, ready_seconds=time.monotonic() - t0, format_seconds=prepared.format_seconds
         )
         return result
+
+
+def _same_sasl(current: Mapping[str, Any], sasl: SaslUser | None, data_dir: Path) -> None:
+    """A broker already runs on ``data_dir``: refuse a ``--sasl`` start whose user it does not have.
+
+    A start without ``sasl`` gets the running broker as it is (its status says whether SASL is on).
+    """
+    if sasl is None:
+        return
+    running = current.get("sasl") or {}
+    try:
+        known = json.loads(Path(running.get("client_config", "")).read_text()) if running else {}
+    except (OSError, ValueError):
+        known = {}
+    if known.get("sasl_plain_username") == sasl.username and known.get("sasl_plain_password") == sasl.password:
+        return
+    if not running:
+        has = "without SASL"
+    elif running.get("username") == sasl.username:
+        has = f"with another password for user {sasl.username!r}"
+    else:
+        has = f"with SASL/PLAIN for user {running.get('username')!r}, not {sasl.username!r}"
+    raise KafkaLocalError(f"a broker already runs on {data_dir} {has}: "
+                          f"`easysched kafka-local stop --dir {data_dir}` first")
 
 
 def _stop_pid(data_dir: Path, pid: int, timeout: float) -> None:
