@@ -160,7 +160,7 @@ def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
         info = read_service_file(args.data_dir) or {}
         print(f"the scheduler (pid {info.get('pid', '?')}) is running: it rebuilds its projection now...",
               file=sys.stderr)
-        done = HttpReader(service.url, timeout=None).rebuild()  # as long as the log takes
+        done = HttpReader(service.url, timeout=None, token=service.token).rebuild()  # as long as the log takes
         return _rebuilt(args, out, int(done["records"]), float(done["seconds"]), "service")
     import time
 

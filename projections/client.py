@@ -30,13 +30,14 @@ _ERRORS: dict[str, type[ProjectionError]] = {"read_only": ReadOnlyError, "query"
 class HttpReader:
     """Asks a projection service over its HTTP JSON API (see `service.py`)."""
 
-    def __init__(self, url: str, timeout: float | None = 120.0) -> None:
+    def __init__(self, url: str, timeout: float | None = 120.0, token: str = "") -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
             raise ValueError(f"not an http://host:port URL: {url!r}")
         self.url = url.rstrip("/")
         self._host, self._port = parts.hostname, parts.port
         self._timeout = timeout
+        self.token = token  # sent with POST /rebuild (read from service.json by find_service)
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, accept: str = "application/json"
@@ -44,6 +45,8 @@ class HttpReader:
         """Send one request; return (status, body). Raises ServiceUnavailable if nothing answers."""
         conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         headers = {"Accept": accept}
+        if self.token:
+            headers["X-Easysched-Token"] = self.token
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -157,7 +160,7 @@ def find_service(data_dir: Path, timeout: float = 2.0) -> HttpReader | None:
         probe.health()
     except ProjectionError:
         return None
-    return HttpReader(info["url"])
+    return HttpReader(info["url"], token=str(info.get("token", "")))
 
 
 @contextmanager

@@ -8,6 +8,7 @@ cursor of its own.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -44,6 +45,11 @@ class Served(Protocol):
 
     def health(self) -> dict[str, Any]:
         """What GET /health answers."""
+        ...
+
+    @property
+    def token(self) -> str:
+        """The token POST /rebuild needs in X-Easysched-Token ("" = none needed)."""
         ...
 
 
@@ -216,6 +222,12 @@ def api_routes(service: Served) -> list[BaseRoute]:
         return Response(sink.getvalue().to_pybytes(), 200, media_type=ARROW_STREAM)
 
     async def rebuild(request: Request) -> Response:
+        # Heavy and destructive (the tables are dropped and refolded): where the server has a
+        # token (a dashboard), only a caller that has read service.json or been given it may ask.
+        given = request.headers.get("x-easysched-token", "")
+        if service.token and not hmac.compare_digest(given.encode(), service.token.encode()):
+            return error_response(401, "POST /rebuild needs the token of <data>/service.json (or"
+                                  " $EASYSCHED_UI_TOKEN) in the X-Easysched-Token header", "unauthorized")
         await json_body(request)
         t0 = time.monotonic()
         records = await run_in_threadpool(service.projection.projector.rebuild, False)

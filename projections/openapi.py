@@ -69,6 +69,9 @@ OPENAPI: dict[str, Any] = {
                             "responses": _ok({"type": "object"})}},
         "/rebuild": {"post": {
             "summary": "Drop the projection and refold it from the log (blocks until done)",
+            "description": "Where the server has a token (a dashboard: service.json or $EASYSCHED_UI_TOKEN), "
+                           "the X-Easysched-Token header must carry it; 401 otherwise.",
+            "parameters": [{"name": "X-Easysched-Token", "in": "header", "schema": {"type": "string"}}],
             "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": _ok({"type": "object", "properties": {"records": {"type": "integer"},
                                                                 "seconds": {"type": "number"}}}),
@@ -85,7 +88,8 @@ OPENAPI: dict[str, Any] = {
         }},
         "Error": {"type": "object", "properties": {
             "error": {"type": "string"},
-            "kind": {"enum": ["read_only", "query", "bad_request", "not_found", "forbidden", "internal"]},
+            "kind": {"enum": ["read_only", "query", "bad_request", "not_found", "forbidden", "unauthorized",
+                              "internal"]},
         }},
     }},
 }

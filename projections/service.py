@@ -188,6 +188,11 @@ class ProjectionService:
         if info.get("pid") == os.getpid() and info.get("port") == self.port:
             path.unlink(missing_ok=True)
 
+    @property
+    def token(self) -> str:
+        """The token its POST /rebuild needs ("" when it was started without one)."""
+        return str(self._info.get("token", ""))
+
     def health(self) -> dict[str, Any]:
         """What GET /health answers."""
         status = self.projection.projector.status()

@@ -179,6 +179,18 @@ def test_actions_need_the_token(service: ProjectionService, workload: tuple[Path
     assert (service.data_dir / "service.json").stat().st_mode & 0o077 == 0  # the token file is the user's only
 
 
+def test_a_rebuild_through_a_dashboard_needs_its_token(service: ProjectionService) -> None:
+    from projections.client import find_service
+
+    for headers in ({}, {"X-Easysched-Token": "guess"}):
+        status, body, _ = request(service, "POST", "/rebuild", {}, headers)
+        assert (status, json.loads(body)["kind"]) == (401, "unauthorized")
+    before = service.projection.reader.run("SELECT count(*) FROM workflow_instances", None, None).table
+    reader = find_service(service.data_dir)  # as the CLI finds it: the token comes from service.json
+    assert reader is not None and reader.rebuild()["records"] > 0
+    assert service.projection.reader.run("SELECT count(*) FROM workflow_instances", None, None).table == before
+
+
 def test_a_cross_origin_action_is_refused_even_with_the_token(service: ProjectionService,
                                                               workload: tuple[Path, Simulation, str]) -> None:
     _, _, instance = workload
