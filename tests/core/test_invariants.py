@@ -95,6 +95,8 @@ DEFINITIONS = [
         params={"n": "1"},
         failure_strategy="END",
     ),
+    # A dependent of chain (backfill --dependents): it runs for a date once chain's instance ended.
+    wf("report", dep("wait_chain", item("chain"), check_interval=5.0), shell("send", upstream=["wait_chain"])),
     # A tree of SUB_WORKFLOW instances: top -> mid -> leaf.
     wf("leaf", shell("nap", timeout=15.0, timeout_strategy="FAILED", retry_times=1),
        dep("leaf_wait", item("up"), check_interval=5.0)),
@@ -131,6 +133,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.task_states: dict[tuple[str, str], tuple[str, int]] = {}
         self.finished: set[str] = set()
         self.parent_of: dict[str, str] = {}
+        # Backfills: their ids, the ones that ended (STOP included), and each instance's `only`.
+        self.backfills: list[str] = []
+        self.backfills_ended: set[str] = set()
+        self.only_of: dict[str, list[str]] = {}
 
     def ancestors(self, instance: str) -> list[str]:
         found = []
@@ -274,6 +280,37 @@ class SchedulerMachine(RuleBasedStateMachine):
         for t in self.state.queue.entries():
             assert (t.kind == SCHEDULE) == (t.instance == SCHEDULE_TIMERS)
 
+    # ---- backfills: a stopped one starts nothing more; never more dates than its parallelism --
+
+    @rule(workflow=st.sampled_from(["up", "chain", "instant"]), minutes=st.integers(0, 2),
+          parallel=st.integers(1, 3), reverse=st.booleans(), dependents=st.booleans())
+    def backfill(self, workflow: str, minutes: int, parallel: int, reverse: bool, dependents: bool) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        # A range of minutes: a few dates under the every-few-seconds schedules, one date daily.
+        now = datetime.fromtimestamp(self.now // 1000, tz=UTC).replace(tzinfo=None)
+        events = self.send(c.StartBackfill(workflow=workflow, from_date=str(now - timedelta(minutes=minutes)),
+                                           to_date=str(now), parallel=parallel, reverse=reverse,
+                                           dependents=dependents))
+        self.backfills.extend(ev.backfill for ev in events if isinstance(ev, e.BackfillStarted))
+
+    @precondition(lambda self: self.backfills)
+    @rule(data=st.data())
+    def stop_backfill(self, data: st.DataObject) -> None:
+        self.send(c.StopWorkflow(instance=data.draw(st.sampled_from(self.backfills))))
+
+    @invariant()
+    def backfills_keep_their_parallelism_and_a_stopped_one_has_stopped_its_instances(self) -> None:
+        for bf in self.state.backfills.values():
+            mine = [i for i in self.state.instances.values() if i.backfill == bf.id]
+            live = [i for i in mine if i.state not in WF_FINAL]
+            assert len(bf.inflight) <= bf.parallel, bf
+            assert len([i for i in live if i.workflow == bf.workflow]) <= bf.parallel, (bf, live)
+            assert {i.id for i in live} <= {x for r in bf.inflight for x in r.instances}, "a live instance untracked"
+            if bf.state == "STOP":
+                assert all(i.state in (WF_READY_STOP, *WF_FINAL) for i in mine), (bf, mine)
+            assert bf.succeeded + bf.failed <= bf.taken <= bf.total
+
     @rule(payload=st.sampled_from([b"\xc1", b"\x81\xa4type\xa5bogus", encode({"type": "kill_task", "instance": 3})]))
     def malformed(self, payload: bytes) -> None:
         events = self.apply(payload)
@@ -336,7 +373,12 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert (ev.instance, ev.task) not in self.killed, ev
             elif isinstance(ev, e.KillTaskProcess):
                 self.kill_sent.add((ev.instance, ev.task, ev.attempt))
+            elif isinstance(ev, e.BackfillFinished):
+                assert ev.backfill not in self.backfills_ended, f"backfill ended twice: {ev}"
+                self.backfills_ended.add(ev.backfill)
             elif isinstance(ev, e.WorkflowStarted):
+                assert ev.backfill not in self.backfills_ended, f"an ended backfill started an instance: {ev}"
+                self.only_of[ev.instance] = ev.only
                 self.instances.append(ev.instance)
                 self.workflow_of[ev.instance] = ev.workflow
                 if ev.parent:
@@ -353,7 +395,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.finished.add(ev.instance)
                 self.wf_states[ev.instance] = ev.state
                 if ev.state == WF_SUCCESS:
-                    assert sorted(ev.task_states) == sorted(TASKS[ev.workflow])
+                    assert sorted(ev.task_states) == sorted(self.only_of[ev.instance] or TASKS[ev.workflow])
                     for task, task_state in ev.task_states.items():
                         assert task_state in ("SUCCESS", "SKIPPED") or (
                             task_state == "FAILURE" and (ev.workflow, task) in HANDLED
