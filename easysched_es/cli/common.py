@@ -212,14 +212,30 @@ def data(args: argparse.Namespace, *, create: bool = False) -> DataDir:
     return DataDir(create_data_dir(args.data_dir) if create else require_data_dir(args.data_dir))
 
 
-def source(args: argparse.Namespace) -> LogSource:
-    """What the queries fold: the Kafka topics with --kafka / EASYSCHED_KAFKA, else the (existing) data directory."""
+def source(args: argparse.Namespace, *, long_lived: bool = False) -> LogSource:
+    """What the queries fold: the Kafka topics with --kafka / EASYSCHED_KAFKA, else the (existing) data directory.
+
+    On Kafka a one-shot command gets a `QueryLog` (one consumer; each partition's newest snapshot
+    plus the commands after it); a service (`long_lived`, the dashboard) the per-call `KafkaLog`.
+    """
     bootstrap = kafka_bootstrap(args)
     if bootstrap:
-        from easysched_es.runtime.kafka.master import KafkaLog
+        if long_lived:
+            from easysched_es.runtime.kafka.master import KafkaLog
 
-        return KafkaLog(kafka_settings(args, bootstrap))
+            return KafkaLog(kafka_settings(args, bootstrap))
+        from easysched_es.runtime.kafka.query_log import QueryLog
+
+        return QueryLog(kafka_settings(args, bootstrap))
     return data(args)
+
+
+def source_used(src: object) -> dict[str, Any]:
+    """The `source` field of a query's `--json` answer: what it folded (snapshot positions and tails on Kafka)."""
+    used = getattr(src, "used", None)
+    if callable(used):
+        return dict(used())
+    return {"kind": "log"}
 
 
 def partition_of(instance: str) -> int | None:

@@ -44,9 +44,12 @@ def parse_when(text: str) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from easysched_es.cli.queries import say_source
     from easysched_es.debug.trace import trace
 
-    entries = trace(source(args), args.instance, args.task)
+    src = source(args)
+    entries = trace(src, args.instance, args.task)
+    say_source(src)
     if not entries:
         raise NotFoundError(f"nothing in the log touched instance {args.instance!r}", instance=args.instance)
     if args.task is not None and not any(_names_task(e, args.task) for e in entries):

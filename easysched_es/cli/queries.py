@@ -17,9 +17,11 @@ from easysched_es.cli.common import (
     Registrar,
     UsageError,
     WaitTimeout,
+    note,
     partition_of,
     print_json,
     source,
+    source_used,
 )
 
 
@@ -42,7 +44,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = None
     with gc_paused():
         if args.request_id is not None:
-            return _status_of_request(args, load_states(src, progress=True))
+            return _status_of_request(args, load_states(src, progress=True), src)
         if args.instance is None:
             states = load_states(src, progress=True)
             view = annotate_status(status_view(states, **filters), states)
@@ -60,13 +62,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     from easysched_es.cli.status_columns import add_task_columns, print_status
 
     view = add_task_columns(view, states if args.instance is None else state)
+    used = say_source(src)
     if args.json:
-        print_json(view[0] if args.instance else view)
+        print_json({**view[0], "source": used} if args.instance else view)
         return EXIT_OK
     print_status(view)
     if not view:
         print("no instances")
     return EXIT_OK
+
+
+def say_source(src: object) -> dict[str, Any]:
+    """What a query on Kafka answered from, said on stderr (one line); returned for `--json`'s `source` field."""
+    used = source_used(src)
+    if used.get("kind") == "snapshot+tail":
+        parts = "; ".join(
+            f"p{row['partition']} " + ("no snapshot" if row["snapshot_position"] is None
+                                       else f"snapshot at {row['snapshot_position']}")
+            + (f", commands to {row['tail_end']}" if row.get("tail_end") is not None else "")
+            for row in used["partitions"])
+        note(f"answered from the masters' snapshots and the commands after them ({parts})")
+    return used
 
 
 def _narrowed(view: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -82,7 +98,7 @@ def _narrowed(view: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
     return narrow(view, since, args.limit)
 
 
-def _status_of_request(args: argparse.Namespace, states: list[Any]) -> int:
+def _status_of_request(args: argparse.Namespace, states: list[Any], src: object) -> int:
     """`status --request-id ID`: what the fold decided for a request, and its instance's status."""
     from easysched_es.core.requests import MAX_REQUESTS, REQUEST_WINDOW_MS
     from easysched_es.debug.views import status_view
@@ -102,7 +118,7 @@ def _status_of_request(args: argparse.Namespace, states: list[Any]) -> int:
         owner = next((s for s in states if first.instance in s.instances), None)
         view = status_view(owner, first.instance) if owner is not None else []
     if args.json:
-        print_json({**decision, "status": view[0] if view else None})
+        print_json({**decision, "status": view[0] if view else None, "source": source_used(src)})
     else:
         verdict = "accepted" if not first.rejected else f"rejected: {first.rejected}"
         print(f"request {args.request_id}: {first.command} at partition {partition} offset {first.offset}, {verdict}")
@@ -116,9 +132,11 @@ def cmd_timers(args: argparse.Namespace) -> int:
     from easysched_es.debug.waits import waits_view
     from easysched_es.runtime.fold import load_states
 
-    states = load_states(source(args), progress=True)
+    src = source(args)
+    states = load_states(src, progress=True)
     view = timers_view(states)
     waits = waits_view(states)
+    say_source(src)
     if args.json:
         # Waits have no due time: they end when capacity frees (kind SLOT_WAIT or SERIAL_WAIT).
         print_json(view + [{"instance": w["instance"], "task": w["task"], "kind": w["kind"], "due": None,

@@ -64,7 +64,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
             raise CliError(f"no embedded log at {root} (pass --data-dir, or --kafka HOST:PORT)")
         extra = {"logs_dir": root / "logs", "log_dirs": {"commands": root / "commands", "events": root / "events"}}
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    service = dashboard_service(Path(args.data_dir), source(args), lambda: client(args), settings, **extra)
+    service = dashboard_service(Path(args.data_dir), source(args, long_lived=True), lambda: client(args), settings,
+                                **extra)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

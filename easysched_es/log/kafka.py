@@ -257,6 +257,7 @@ class KafkaStream:
         producer_config: Mapping[str, Any] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
         read_timeout: float = 10.0,
+        partitions: int | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -264,7 +265,9 @@ class KafkaStream:
         self.read_timeout = read_timeout
         self._producer_config = dict(producer_config or {})
         self._consumer_config = {**FAST_CONSUMER, **(consumer_config or {})}
-        if create:
+        if partitions is not None:  # the caller looked it up already (one metadata request for all streams)
+            self._partitions = partitions
+        elif create:
             counts = ensure_topics(settings, [name])
             self._partitions = counts[self.topic]
         else:

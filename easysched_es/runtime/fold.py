@@ -18,6 +18,7 @@ from easysched_es.core.events import Event
 from easysched_es.core.state import State
 from easysched_es.core.step import CommandFailed, Skip, reject_record, skip_target, step_record
 from easysched_es.log.base import LogError, Record, Stream
+from easysched_es.runtime.verdict import instance_partition as instance_partition  # its home is light to import
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -206,14 +207,6 @@ class LogSource(Protocol):
         ...
 
 
-def instance_partition(instance: str) -> int:
-    """The partition of an instance id "<partition>-<offset>" (the offset of its StartWorkflow)."""
-    head, sep, _ = instance.partition("-")
-    if not sep or not head.isdigit():
-        raise ValueError(f"{instance!r} is not an instance id (expected PARTITION-OFFSET, e.g. 0-42)")
-    return int(head)
-
-
 def records(stream: Stream, partition: int = 0, start: int = 0, end: int | None = None) -> Iterator[Record]:
     """Every record of a partition from `start` to `end` (default: its end as of each read)."""
     pos = start
@@ -256,6 +249,9 @@ def load_state(
 
 def load_states(source: LogSource, *, progress: bool = False) -> list[State]:
     """The state of every partition, in partition order (the embedded log has one)."""
+    prefetch = getattr(source, "prefetch", None)
+    if callable(prefetch):  # a log that can fetch every partition's snapshot and tail side by side
+        prefetch()
     with source.commands() as commands:
         states = []
         for partition in range(commands.partitions):

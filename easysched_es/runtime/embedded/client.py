@@ -17,7 +17,6 @@ waits in the log for `easysched run`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from easysched_es.core import commands as c
@@ -31,27 +30,8 @@ from easysched_es.runtime.embedded.datadir import DataDir
 from easysched_es.runtime.embedded.verdicts import await_decision, master_pid
 from easysched_es.runtime.fold import load_state
 from easysched_es.runtime.requests import rejection, started_instance
+from easysched_es.runtime.verdict import CommandRejectedError, Verdict
 from easysched_es.schedule_verbs import ScheduleVerbs
-
-
-class CommandRejectedError(Exception):
-    """The master rejects the command; `reason` says why."""
-
-    def __init__(self, reason: str, offset: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.offset = offset
-
-
-@dataclass
-class Verdict:
-    """What the master decides for one appended command."""
-
-    offset: int
-    events: list[Event] = field(default_factory=list)
-    # True when the running master's own decision was read back (events log tail); False when
-    # no master runs and the client folded the log (the command waits for `easysched run`).
-    by_master: bool = False
 
 
 def _judged(verdict: Verdict) -> Verdict:

@@ -20,23 +20,20 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from easysched_es.core import commands as c
-from easysched_es.core.codec import decode_batch, encode
+from easysched_es.core.codec import encode
 from easysched_es.core.definitions import WorkflowDefinition
 from easysched_es.core.events import WorkflowDefined
 from easysched_es.core.slots import share
 from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
 from easysched_es.query_verbs import QueryVerbs
-
-if TYPE_CHECKING:
-    from easysched_es.runtime.kafka.master import KafkaLog
 from easysched_es.runtime.clock import wall_ms
-from easysched_es.runtime.embedded.client import CommandRejectedError, Verdict
-from easysched_es.runtime.fold import instance_partition
+from easysched_es.runtime.kafka.query_log import QueryLog
+from easysched_es.runtime.kafka.verdicts import VerdictReader
 from easysched_es.runtime.requests import partition_for, rejection, started_instance
+from easysched_es.runtime.verdict import CommandRejectedError, Verdict, instance_partition
 from easysched_es.schedule_verbs import ScheduleVerbs, schedule_partition
 
 __all__ = ["KafkaClient", "NoMasterError", "instance_partition"]
@@ -52,21 +49,32 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
     def __init__(self, bootstrap: str | KafkaSettings, *, timeout: float = 30.0) -> None:
         self.settings = bootstrap if isinstance(bootstrap, KafkaSettings) else KafkaSettings.from_env(bootstrap)
         self.timeout = timeout
-        ensure_topics(self.settings)
-        self.commands = KafkaStream(self.settings, "commands", create=False)
-        self.events = KafkaStream(self.settings, "events", create=False)
+        # One consumer looks the topics up and reads the verdicts (runtime/kafka/verdicts.py); the
+        # admin client that creates missing topics is only paid for when they are missing.
+        self._verdicts = VerdictReader(self.settings)
+        counts = [self._verdicts.partition_count(s) for s in ("commands", "events")]
+        if None in counts:
+            created = ensure_topics(self.settings)
+            counts = [created[self.settings.topic(s)] for s in ("commands", "events")]
+        self.commands = KafkaStream(self.settings, "commands", partitions=counts[0])
+        self.events = KafkaStream(self.settings, "events", partitions=counts[1])
         self._next = itertools.count(int(time.time()))
+        self._query: QueryLog | None = None
 
-    def _log_source(self) -> KafkaLog:
-        """What `status`, `wait`, `timers`, `logs` and `trace` fold: the topics, one State per partition."""
-        from easysched_es.runtime.kafka.master import KafkaLog
-
-        return KafkaLog(self.settings)  # imported here: the master module imports this one
+    def _log_source(self) -> QueryLog:
+        """What `status`, `wait`, `timers`, `logs` and `trace` fold: each partition's newest snapshot and its tail."""
+        if self._query is None:
+            self._query = QueryLog(self.settings)
+        self._query.forget()  # each query starts from the newest snapshots
+        return self._query
 
     def close(self) -> None:
         """Close the producer and consumers."""
         self.commands.close()
         self.events.close()
+        self._verdicts.close()
+        if self._query is not None:
+            self._query.close()
 
     def __enter__(self) -> KafkaClient:
         return self
@@ -85,9 +93,14 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         if not command.at:
             command.at = wall_ms()
         payload = encode(command)
-        starts = {p: self.events.end(p) for p in partitions}
+        # Seek the events partitions to their ends BEFORE producing: the verdicts come after.
+        self._verdicts.seek_to_end(partitions)
         offsets = {p: self.commands.append([payload], p)[0] for p in partitions}
-        verdicts = [self._verdict(p, offsets[p], starts[p]) for p in partitions]
+        found = self._verdicts.wait_for(offsets, self.timeout)
+        for p in partitions:
+            if p not in found:
+                raise self._undecided(p, offsets[p])
+        verdicts = [Verdict(offsets[p], found[p]) for p in partitions]
         for v in verdicts:
             reason = rejection(v.events)  # a repeat of a rejected request is rejected the same way
             if reason is not None:
@@ -113,23 +126,13 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         payload = encode(command)
         return [(p, self.commands.append([payload], p)[0]) for p in self.route(command)]
 
-    def _verdict(self, partition: int, offset: int, start: int) -> Verdict:
-        deadline = time.monotonic() + self.timeout
-        pos = start
-        while True:
-            for record in self.events.read(pos, partition):
-                pos = record.next
-                batch = decode_batch(record.payload)
-                if batch.offset == offset:
-                    return Verdict(offset, list(batch.events))
-            if time.monotonic() > deadline:
-                raise NoMasterError(
-                    f"command at offset {offset} of partition {partition} of {self.settings.topic('commands')} "
-                    f"was not decided within {self.timeout:.0f}s: is a master running "
-                    f"(easysched --kafka {self.settings.bootstrap} master)? The command stays in the log and "
-                    "is decided when one starts."
-                )
-            time.sleep(0.005)
+    def _undecided(self, partition: int, offset: int) -> NoMasterError:
+        return NoMasterError(
+            f"command at offset {offset} of partition {partition} of {self.settings.topic('commands')} "
+            f"was not decided within {self.timeout:.0f}s: is a master running "
+            f"(easysched --kafka {self.settings.bootstrap} master)? The command stays in the log and "
+            "is decided when one starts."
+        )
 
     # ---- the API (same as Client) --------------------------------------------------------
 
@@ -191,9 +194,8 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
 
     def _latest_version(self, workflow: str) -> int:
         from easysched_es.runtime.fold import load_state
-        from easysched_es.runtime.kafka.master import KafkaLog
 
-        entry = load_state(KafkaLog(self.settings), partition=0).workflows.get(workflow)
+        entry = load_state(self._log_source(), partition=0).workflows.get(workflow)
         return entry.versions[-1].version if entry is not None else 0
 
     def rerun(self, instance: str, *, request_id: str = "") -> Verdict:
