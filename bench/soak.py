@@ -7,8 +7,9 @@ tasks (a, then b and c) are reported started and finished by a simulated worker 
 per workflow group... in short: 300 workflows x 24 x 30 = 216,000 instances and 648,000 tasks,
 about 1.5 million commands. `ApplyRetention` runs every hour (as `easysched run` does) with the
 workflows' retention_days. At the end of every simulated day it prints:
-- hot instances, and the process RSS;
-- the snapshot's encoded size and its load time (decode + restore);
+- hot instances, and the process RSS (taken before the snapshot is measured: the copies it
+  restores would stay in the allocator's high-water mark);
+- the snapshot's encoded size and its load time (decode + restore), wall and CPU;
 - `status` latency: snapshot load plus the view of one workflow's instances;
 - `start` decision latency: p50/p99 of the fold's step for the day's StartWorkflow commands
   (the embedded client reads that decision from the events log's tail, so its own cost does
@@ -84,18 +85,19 @@ class Soak:
             self.send(c.ApplyRetention(at=now + HOUR - 1, now=now + HOUR - 1))
 
 
-def measure(soak: Soak) -> tuple[int, float, float]:
-    """Snapshot size, load time and `status` time, loaded as the runtime does (collector paused)."""
+def measure(soak: Soak) -> tuple[int, float, float, float]:
+    """Snapshot size, load time (wall and this process's CPU: on a shared machine the wall time
+    includes waiting for a core) and `status` time, loaded as the runtime does (collector paused)."""
     snap = encode(soak.state.snapshot())
     with gc_paused():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         restored = State.restore(decode_snapshot(snap))
-        load = time.perf_counter() - t0
+        load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
         t0 = time.perf_counter()
         status_view(State.restore(decode_snapshot(snap)), workflow="wf000")
         status = time.perf_counter() - t0
     del restored
-    return len(snap), load, status
+    return len(snap), load, load_cpu, status
 
 
 def main() -> None:
@@ -111,14 +113,14 @@ def main() -> None:
     for h in range(24):
         base.hour(T0 + h * HOUR, retention=False)
     base_day = time.perf_counter() - t0
-    base_size, base_load, _ = measure(base)
+    base_size, base_load, _, _ = measure(base)
     print(f"baseline (day 1 without retention): {base_day:.1f} s to fold, snapshot {base_size / 2**20:.1f} MiB, "
           f"load {base_load * 1000:.0f} ms")
     del base
     gc.collect()
 
     soak = Soak(args.workflows, args.tasks, args.retention)
-    print(f"{'day':>3} {'hot inst':>9} {'RSS MiB':>8} {'snap MiB':>9} {'load ms':>8} {'status ms':>10} "
+    print(f"{'day':>3} {'hot inst':>9} {'RSS MiB':>8} {'snap MiB':>9} {'load ms':>8} {'cpu ms':>7} {'status ms':>10} "
           f"{'start p50 ms':>13} {'start p99 ms':>13} {'fold s':>7}")
     for day in range(args.days):
         t0 = time.perf_counter()
@@ -126,10 +128,12 @@ def main() -> None:
         for h in range(24):
             soak.hour(T0 + (day * 24 + h) * HOUR, retention=True)
         fold = time.perf_counter() - t0
-        size, load, status = measure(soak)
+        rss = rss_mb()  # before measuring: the restored copies would raise the high-water mark
+        size, load, load_cpu, status = measure(soak)
         q = statistics.quantiles(soak.start_ms, n=100)
-        print(f"{day + 1:>3} {len(soak.state.instances):>9,} {rss_mb():>8.0f} {size / 2**20:>9.1f} {load * 1000:>8.0f} "
-              f"{status * 1000:>10.0f} {statistics.median(soak.start_ms):>13.3f} {q[98]:>13.3f} {fold:>7.1f}",
+        print(f"{day + 1:>3} {len(soak.state.instances):>9,} {rss:>8.0f} {size / 2**20:>9.1f} {load * 1000:>8.0f} "
+              f"{load_cpu * 1000:>7.0f} {status * 1000:>10.0f} {statistics.median(soak.start_ms):>13.3f} "
+              f"{q[98]:>13.3f} {fold:>7.1f}",
               flush=True)
     print(f"commands folded: {soak.offset + 1:,}; instances started: {args.days * 24 * args.workflows:,}")
 

@@ -146,6 +146,10 @@ class WorkflowInstance(msgspec.Struct, omit_defaults=True):
         return self.window_zone or (self.zone if self.command_type in ("SCHEDULER", "COMPLEMENT_DATA") else "")
 
 
+SHARED_TASK_STATES = 100_000
+"""Distinct `task_states` dicts a state shares between its DEPENDENT records (a memory bound)."""
+
+
 class UpstreamRecord(msgspec.Struct, array_like=True, omit_defaults=True):
     """What a DEPENDENT check needs to know of one instance of a workflow."""
 
@@ -261,9 +265,9 @@ class State:
     """The mutable state of one partition's master."""
 
     __slots__ = (
-        "_upstream_by_time", "alerts", "backfills", "capacity", "fire_seq", "incarnations", "instances",
-        "last_offset", "lost_incarnations", "now", "partition", "position", "queue", "requests", "schedules",
-        "skipped", "upstream", "worker_timeouts", "workers", "workflows",
+        "_shared_task_states", "_upstream_by_time", "alerts", "backfills", "capacity", "fire_seq", "incarnations",
+        "instances", "last_offset", "lost_incarnations", "now", "partition", "position", "queue", "requests",
+        "schedules", "skipped", "upstream", "worker_timeouts", "workers", "workflows",
     )
 
     def __init__(self, partition: int = 0) -> None:
@@ -280,6 +284,10 @@ class State:
         # Derived from `upstream` (never snapshotted): per workflow, the records sorted by base
         # time (ties in insertion order), so a DEPENDENT check bisects instead of scanning history.
         self._upstream_by_time: dict[str, tuple[list[int], list[UpstreamRecord]]] = {}
+        # Derived (never snapshotted): one dict object per distinct `task_states` of the records
+        # (most records of a workflow have the same, like all SUCCESS), shared, never mutated
+        # (a change replaces the record's dict: recovery.py), so a record costs no dict of its own.
+        self._shared_task_states: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.workers: dict[str, int] = {}
         self.worker_timeouts: dict[str, int] = {}
         self.schedules: dict[str, Schedule] = {}
@@ -330,6 +338,9 @@ class State:
         state.workflows = snap.workflows
         state.instances = snap.instances
         state.upstream = snap.upstream
+        for records in snap.upstream.values():
+            for record in records.values():
+                record.task_states = state.shared_task_states(record.task_states)
         state.workers = snap.workers
         state.worker_timeouts = snap.worker_timeouts
         state.schedules = snap.schedules
@@ -351,8 +362,19 @@ class State:
         self.fire_seq = (at, k + 1)
         return f"{self.partition}-{offset}" + (f"-{k}" if k else "")
 
+    def shared_task_states(self, task_states: dict[str, str]) -> dict[str, str]:
+        """The one shared dict equal to `task_states` (it, the first time); never mutate it."""
+        key = tuple(task_states.items())
+        shared = self._shared_task_states.get(key)
+        if shared is None:
+            if len(self._shared_task_states) >= SHARED_TASK_STATES:
+                self._shared_task_states.clear()  # a bound: sharing saves memory, it decides nothing
+            shared = self._shared_task_states[key] = task_states
+        return shared
+
     def record_upstream(self, workflow: str, record: UpstreamRecord) -> None:
         """Add (or replace) what DEPENDENT checks know of one instance of `workflow`."""
+        record.task_states = self.shared_task_states(record.task_states)
         records = self.upstream.setdefault(workflow, {})
         old = records.get(record.instance)
         records[record.instance] = record

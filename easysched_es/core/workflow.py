@@ -330,7 +330,7 @@ def maybe_finish(state: State, inst: WorkflowInstance, out: Out) -> None:
             final = WF_FAILURE
     inst.state = final
     inst.ended = state.now
-    task_states = {t.name: t.state for t in tasks}
+    task_states = state.shared_task_states({t.name: t.state for t in tasks})
     record = state.upstream[inst.workflow][inst.id]
     record.state = final
     record.task_states = task_states
