@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from easysched_es.core import events as e
+from easysched_es.runtime.embedded.client import CommandRejectedError
 from easysched_es.schedule_verbs import schedule_partition
 from tests.e2e.test_kafka_e2e import Cluster, cli, cluster, shell_flow, wait_until
 
@@ -52,3 +53,27 @@ def test_a_schedule_fires_on_kafka_and_offline_removes_its_entry(cluster: Cluste
         isinstance(ev, e.WorkflowFinished) for _, ev in cluster.events_of(probe)), timeout=60)
     late = [ev for offset, ev in _fires(cluster, owner) if offset > offline.offset]
     assert late == [], late
+
+
+def test_a_backfill_on_kafka_runs_in_the_schedule_partition_and_stop_routes_there(cluster: Cluster) -> None:
+    cluster.master("master-a")
+    cluster.worker("worker-a")
+    cluster.client.define(shell_flow("nightly", "true"))
+    owner = schedule_partition("nightly", cluster.settings.partitions)
+    # The backfill's dates come from the schedule's cron, which lives in the owner partition only.
+    cluster.client.set_schedule("nightly", "0 0 2 * * ? *", timezone="Asia/Shanghai")
+    backfill = cluster.client.backfill("nightly", "2026-11-01", "2026-11-04", parallel=2, reverse=True)
+    assert backfill.startswith(f"{owner}-") and backfill.endswith("-backfill")
+    final = cluster.client.backfill_wait(backfill, timeout=180)
+    assert (final["state"], final["succeeded"], final["total"]) == ("SUCCESS", 4, 4)
+    started = [ev for b in cluster.batches() for ev in b.events
+               if isinstance(ev, e.WorkflowStarted) and ev.backfill == backfill]
+    # 02:00 in Shanghai is 18:00 UTC the day before; latest first, all in the owner partition.
+    assert [ev.schedule_time for ev in started] == sorted((ev.schedule_time for ev in started), reverse=True)
+    assert {int(ev.instance.split("-")[0]) for ev in started} == {owner}
+    assert all(ev.command_type == "COMPLEMENT_DATA" and (ev.schedule_time or 0) % 86_400_000 == 64_800_000
+               for ev in started)
+    assert cli(cluster, "status", backfill)["done"] == 4
+    # A stop of the finished backfill is routed to its partition and refused there.
+    with pytest.raises(CommandRejectedError, match="already SUCCESS"):
+        cluster.client.stop(backfill)
