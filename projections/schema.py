@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from projections import (
+    backfills,
     commands_log,
     events_log,
     schedule_fires,
@@ -31,6 +32,7 @@ MODELS: tuple[ReadModel, ...] = (
     timers.MODEL,
     schedules.MODEL,
     schedule_fires.MODEL,
+    backfills.MODEL,
     events_log.MODEL,
     commands_log.MODEL,
 )

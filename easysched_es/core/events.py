@@ -306,12 +306,13 @@ class PoolSet(_Event, tag="pool_set"):
 
 
 class InstancesRetired(_Event, tag="instances_retired"):
-    """Retention removed these finished instances from the hot state (the log keeps them), and
-    `upstream_records` DEPENDENT index records older than the index's horizon."""
+    """Retention removed these finished instances (and ended backfills) from the hot state (the log
+    keeps them), and `upstream_records` DEPENDENT index records older than the index's horizon."""
 
     now: int
     instances: list[str] = []
     upstream_records: int = 0
+    backfills: list[str] = []  # ended backfills past their workflow's retention period
 
 
 # ---- effects (the runtime acts on these; idempotent by instance, task, attempt) ---------

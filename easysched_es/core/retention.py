@@ -3,7 +3,8 @@
 `ApplyRetention(now)` (appended by `easysched gc` and, hourly, by `easysched run`) removes every
 final instance that ended at least its workflow's `retention_days` (default 30) before `now`,
 unless its parent instance (SUB_WORKFLOW) is still hot. The log and the DuckDB projection keep
-them; `trace` and `replay` still find them in the log.
+them; `trace` and `replay` still find them in the log. An ended backfill (core/backfill.py)
+leaves after the same period, once nothing it started still runs.
 
 DEPENDENT checks do not read instances: they read the compact per-workflow index of results
 (`State.upstream`, one small record per instance). That index keeps a record for as long as the
@@ -73,7 +74,12 @@ def _apply(state: State, cmd: c.ApplyRetention, offset: int, out: Out) -> None:
     for instance in retired:
         del state.instances[instance]
     pruned = _prune_upstream(state, cmd.now, set(state.instances))
-    out.append(e.InstancesRetired(now=cmd.now, instances=retired, upstream_records=pruned))
+    # An ended backfill (its cursor and counts) goes after its workflow's retention period too.
+    ended = [b.id for b in state.backfills.values()
+             if b.ended is not None and b.ended + retention_ms(state, b.workflow) <= cmd.now and not b.inflight]
+    for backfill in ended:
+        del state.backfills[backfill]
+    out.append(e.InstancesRetired(now=cmd.now, instances=retired, upstream_records=pruned, backfills=ended))
 
 
 HANDLERS: dict[type, Callable[[State, Any, int, Out], None]] = {c.ApplyRetention: _apply}

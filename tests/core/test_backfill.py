@@ -226,3 +226,14 @@ def test_replay_and_snapshot_restore_give_the_same_bytes() -> None:
     inst = _running(m, bf)[0]
     cmd = c.TaskStarted(instance=inst, task="load", attempt=1, pid=1, worker="w1", at=m.now)
     assert encode(step(restored, cmd, m.offset + 1)[1]) == encode(step(m.state, cmd, m.offset + 1)[1])
+
+
+def test_retention_removes_an_ended_backfill_after_its_workflows_period() -> None:
+    m = _master(retention_days=1)
+    bf, _ = _backfill(m, dates=["2026-11-01"])
+    _finish(m, _running(m, bf)[0])
+    ended = m.state.backfills[bf].ended
+    assert ended is not None
+    assert of(m.send(c.ApplyRetention(now=ended + 3_600_000)), e.InstancesRetired)[0].backfills == []
+    (retired,) = of(m.send(c.ApplyRetention(now=ended + 86_400_000)), e.InstancesRetired)
+    assert retired.backfills == [bf] and bf not in m.state.backfills

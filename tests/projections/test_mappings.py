@@ -222,3 +222,22 @@ def test_the_readme_documents_every_table_column_and_view() -> None:
             assert f"| `{name}` |" in body, f"{model.name}.{name} is not documented"
     for view in VIEWS:
         assert f"| `{view.name}` |" in readme, f"view {view.name} is not documented"
+
+
+def test_backfill_rows_follow_its_events() -> None:
+    from projections import backfills
+
+    bf = backfills.MODEL
+    started = row(bf, e.BackfillStarted(backfill="0-3-backfill", workflow="etl", total=30, first=1, last=2,
+                                        parallel=4, dependents=["report"]))
+    assert set_fields(started) == {
+        "backfill": "0-3-backfill", "workflow": "etl", "state": "RUNNING_EXECUTION", "total": 30, "succeeded": 0,
+        "failed": 0, "first_date": 1, "last_date": 2, "parallel": 4, "reverse": False,
+        "dependents": b'["report"]', "started_at": AT, "updated_at": AT,
+    }
+    date = row(bf, e.BackfillDate(backfill="0-3-backfill", date=1, state="FAILURE", succeeded=2, failed=1, total=30))
+    assert set_fields(date) == {"backfill": "0-3-backfill", "succeeded": 2, "failed": 1, "updated_at": AT}
+    done = row(bf, e.BackfillFinished(backfill="0-3-backfill", workflow="etl", state="STOP", succeeded=2, failed=1,
+                                      total=30, reason="stopped by user"))
+    assert (done["state"], done["reason"], done["ended_at"], done["started_at"]) == ("STOP", "stopped by user", AT,
+                                                                                     None)
