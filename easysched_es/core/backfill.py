@@ -58,10 +58,12 @@ MAX_TIME = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, as step.MAX_TIME
 SUFFIX = "-backfill"  # a backfill's id is "P-O-backfill" (the partition and offset of its command)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Backfills whose dates are being taken right now: an instance that ends inside its own start
-# (a DEPENDENT decided at once) completes its date without taking the next one from inside the
-# taking loop, so a long run of such dates costs no recursion. Empty between steps.
-_FILLING: set[str] = set()
+# Backfills whose dates are being taken right now, by (id of the State, backfill id): an instance
+# that ends inside its own start (a DEPENDENT decided at once) completes its date without taking
+# the next one from inside the taking loop, so a long run of such dates costs no recursion. Keyed
+# by the State too, so that two folds of one partition in two threads never see each other's.
+# Empty between steps.
+_FILLING: set[tuple[int, str]] = set()
 
 
 class BackfillError(ValueError):
@@ -238,9 +240,10 @@ def _take(bf: Backfill) -> int:
 
 def _fill(state: State, bf: Backfill, offset: int, out: Out) -> None:
     """Take dates while fewer than `parallel` are in flight and some are left."""
-    if bf.id in _FILLING:
+    key = (id(state), bf.id)
+    if key in _FILLING:
         return
-    _FILLING.add(bf.id)
+    _FILLING.add(key)
     try:
         while bf.state == BF_RUNNING and not bf.halted and bf.taken < bf.total and len(bf.inflight) < bf.parallel:
             if not state.workflows[bf.workflow].online:
@@ -250,7 +253,7 @@ def _fill(state: State, bf: Backfill, offset: int, out: Out) -> None:
             bf.inflight.append(run)
             _start_level(state, bf, run, offset, out)
     finally:
-        _FILLING.discard(bf.id)
+        _FILLING.discard(key)
     _maybe_finish(state, bf, out)
 
 
@@ -266,8 +269,11 @@ def _start_level(state: State, bf: Backfill, run: DateRun, offset: int, out: Out
             continue  # a dependent taken OFFLINE since the backfill began is passed over
         only = None
         if level:
-            chosen = start_scope.select(entry.latest, _dependent_tasks(entry, upstream), "post")
-            only = chosen if isinstance(chosen, dict) else None
+            tasks = _dependent_tasks(entry, upstream)
+            chosen = start_scope.select(entry.latest, tasks, "post") if tasks else "no DEPENDENT task names it now"
+            if not isinstance(chosen, dict) or not chosen:
+                continue  # redefined since the backfill began: it no longer depends on the upstream
+            only = chosen
         todo.append((name, state.new_instance_id(offset), only))
     # Every id is registered before any starts: one that ends at once must not end the level.
     run.instances = [iid for _, iid, _ in todo]

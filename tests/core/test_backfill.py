@@ -237,3 +237,23 @@ def test_retention_removes_an_ended_backfill_after_its_workflows_period() -> Non
     assert of(m.send(c.ApplyRetention(now=ended + 3_600_000)), e.InstancesRetired)[0].backfills == []
     (retired,) = of(m.send(c.ApplyRetention(now=ended + 86_400_000)), e.InstancesRetired)
     assert retired.backfills == [bf] and bf not in m.state.backfills
+
+
+def test_a_workflow_taken_offline_stops_the_backfill_taking_dates() -> None:
+    m = _master()
+    bf, _ = _backfill(m, from_date="2026-11-01", to_date="2026-11-03")
+    m.send(c.SetReleaseState(workflow="etl", online=False))
+    events = _finish(m, _running(m, bf)[0])
+    assert not of(events, e.WorkflowStarted)
+    (done,) = of(events, e.BackfillFinished)
+    assert (done.state, done.reason, done.succeeded) == ("FAILURE", "workflow etl is OFFLINE", 1)
+
+
+def test_a_dependent_redefined_without_its_dependent_task_is_passed_over() -> None:
+    report = wf("report", dep("wait_etl", item("etl")), shell("publish", upstream=["wait_etl"]))
+    m = _master(wf("etl", shell("load")), report)
+    bf, _ = _backfill(m, dates=["2026-11-01"], dependents=True)
+    m.define(wf("report", shell("publish")))  # no longer depends on etl
+    events = _finish(m, _running(m, bf)[0])
+    assert not of(events, e.WorkflowStarted, workflow="report")
+    assert of(events, e.BackfillFinished)[0].state == "SUCCESS"
