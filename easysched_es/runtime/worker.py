@@ -108,6 +108,22 @@ class Worker:
         with self._lock:
             return {k: p.pid for k, p in self._procs.items()}
 
+    def kill_all(self) -> list[Key]:
+        """SIGKILL the process group of every attempt this worker watches, now (no grace).
+
+        For a worker fenced off (declared lost): its attempts run elsewhere already. The reaper
+        still reports each end; the fold ignores those reports.
+        """
+        with self._lock:
+            procs = list(self._procs.values())
+            for proc in procs:
+                proc.killed = True
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        os.write(self._wake_w, b"x")
+        return [proc.key for proc in procs]
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads. Task processes keep running: a restarted worker adopts them."""
         self._stopping.set()

@@ -310,3 +310,33 @@ def lost_workers(state: State, now: int, out: Out) -> None:
                     alerts.raise_alert(state, inst, "WORKER_LOST", f"{report.reason}; task {ti.name} attempt "
                                        f"{ti.attempt} is rerun", out, where=f"{ti.name}.{ti.attempt}")
                     _lost(state, inst, ti, report, "task_lost", out)
+
+
+def worker_duties(state: State, worker: str, group: str) -> tuple[list[e.DispatchTask], list[e.KillTaskProcess],
+                                                                   list[e.DispatchTask]]:
+    """What a (re)starting worker owes the state: (attempts claimed by `worker` to run or adopt, kills of
+    its attempts not yet confirmed, dispatched attempts of its `group` nobody claimed yet).
+
+    A restarted Kafka worker reconciles from this, for every partition, instead of re-reading the
+    effects of a stretch of the events log.
+    """
+    runs: list[e.DispatchTask] = []
+    kills: list[e.KillTaskProcess] = []
+    unclaimed: list[e.DispatchTask] = []
+    for inst in state.instances.values():
+        if inst.state in WF_FINAL:
+            continue
+        for ti in inst.tasks.values():
+            if ti.type != "SHELL":
+                continue
+            if ti.kill_pending:
+                if ti.worker == worker:
+                    kills.append(e.KillTaskProcess(instance=inst.id, task=ti.name, attempt=ti.attempt,
+                                                   reason="kill not yet confirmed"))
+            elif ti.state in (DISPATCH, RUNNING):
+                dispatch = dispatch_effect(state, inst, ti, _shell_def(state, inst, ti))
+                if ti.worker == worker:
+                    runs.append(dispatch)
+                elif ti.worker is None and ti.state == DISPATCH and dispatch.worker_group == group:
+                    unclaimed.append(dispatch)
+    return runs, kills, unclaimed

@@ -16,23 +16,39 @@ lost after its heartbeat timeout, and the master reruns the task as a NEW attemp
 A second, group-less consumer reads EVERY events partition (the "effect reader"): the
 `AttemptClaimed` for this worker land in the instance's partition, which may belong to another
 worker of the group by then, and so do the kills of the attempts it runs (a rebalance moves
-partitions while tasks keep running). It starts a little before the end of the topic as of the
-worker's start (twice the heartbeat timeout back): it catches up on claims won by a previous run
-of the same worker name that did not spawn yet (an attempt superseded, finished or killed later in
-that stretch of the log is skipped), then acts live. A kill seen for an attempt not (yet) claimed
-here is remembered: if the dispatch of that attempt comes later, the attempt is killed before it
-starts instead of running. The process handling (claim files, process groups, kill grace,
-adoption) is `runtime.worker.Worker`, with its claim files in the worker's own directory: they
-make a spawn seen twice by one worker directory idempotent. The same reader removes the claim
-and log directories of the instances an `InstancesRetired` event names (`runtime/retired_files.py`),
-so a worker's files follow the retention policy the masters append to the log.
+partitions while tasks keep running). A kill seen for an attempt not (yet) claimed here is
+remembered: if the dispatch of that attempt comes later, the attempt is killed before it starts
+instead of running. The process handling (claim files, process groups, kill grace, adoption) is
+`runtime.worker.Worker`, with its claim files in the worker's own directory: they make a spawn
+seen twice by one worker directory idempotent (as in the embedded runtime, which re-runs the
+effects its state owes after a restart and lets the claim files recognise them). The same reader
+removes the claim and log directories of the instances an `InstancesRetired` event names
+(`runtime/retired_files.py`), so a worker's files follow the retention policy the masters append
+to the log.
+
+Fencing (runtime/kafka/lease.py, core/fencing.py): each start, and each comeback after being
+declared lost, gets a new incarnation, carried in heartbeats, claims and reports. A won claim is
+started only for this incarnation and only while the lease of its partition holds (a heartbeat
+that partition's fold accepted, sent less than the timeout minus a margin ago); until then it is
+held. When the reader sees `WorkerLost` for this incarnation, the worker SIGKILLs the process
+group of every attempt it still runs (those attempts are rerun elsewhere), forgets what it held,
+and comes back with a new incarnation.
+
+Reconciling (at start and at each comeback): the worker folds the state of every partition
+(snapshot + tail, like the CLI) and acts on what the state says it owes (`shell.worker_duties`):
+attempts claimed by its name are started or adopted (their claim files say which), kills of its
+attempts not yet confirmed are acted on, and dispatched attempts of its group that nobody claimed
+are claimed. The effect reader starts at the end of the events topic as read before that fold,
+so nothing decided in between is missed.
 
 Reports are produced (acks=all) to the partition of their instance; heartbeats go to every
 partition with the worker's timeout, so a worker that disappears has its attempts declared lost
 by the masters (through `CheckDue`).
 
 Testing hook: `EASYSCHED_TEST_CRASH=after_claim` makes the worker SIGKILL itself after its claims
-are durable and before it commits its offsets; `after_spawn` right after it spawned an attempt.
+are durable and before it commits its offsets; `after_spawn` right after it spawned an attempt;
+`pause_after_claim` makes it SIGSTOP itself (once) after its claims are durable, and
+`pause_before_spawn` once it holds a won claim, right before it checks its lease to start it.
 """
 
 from __future__ import annotations
@@ -54,16 +70,22 @@ from easysched_es.core import commands as c
 from easysched_es.core.codec import decode_batch, encode
 from easysched_es.core.events import (
     AttemptClaimed,
+    CommandRejected,
     DispatchTask,
     Event,
+    EventBatch,
     InstancesRetired,
     KillTaskProcess,
     TaskStateChanged,
+    WorkerLost,
 )
 from easysched_es.core.slots import share
+from easysched_es.core.tasks.shell import worker_duties
 from easysched_es.log.kafka import KafkaSettings, ensure_topics
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.fold import load_states
 from easysched_es.runtime.kafka.client import instance_partition
+from easysched_es.runtime.kafka.lease import Lease, next_incarnation
 from easysched_es.runtime.retired_files import remove_retired
 from easysched_es.runtime.worker import Key, Worker
 
@@ -90,6 +112,7 @@ class KafkaWorker:
         heartbeat_timeout: float = 30.0,
         session_timeout_ms: int = 10_000,
         slots: int = 0,
+        lease_margin: float | None = None,
     ) -> None:
         self.settings = settings
         self.group = group
@@ -98,7 +121,14 @@ class KafkaWorker:
         counts = ensure_topics(settings)
         self.partitions = counts[settings.topic("commands")]
         self.commands_topic = settings.topic("commands")
-        work_dir = Path(work_dir)
+        self.work_dir = work_dir = Path(work_dir)
+        # The lease is shorter than the heartbeat timeout by a margin (default a third of it);
+        # heartbeats go every third of the timeout, so a live worker's lease never lapses.
+        margin = heartbeat_timeout / 3 if lease_margin is None else lease_margin
+        if not 0 < margin < heartbeat_timeout:
+            raise ValueError(f"the lease margin must be between 0 and the heartbeat timeout, not {margin}")
+        self.lease = Lease(self.partitions, heartbeat_timeout - margin)
+        self.incarnation = next_incarnation(work_dir)
         self.producer = KafkaProducer(**settings.common(), acks="all", enable_idempotence=True, linger_ms=1)
         self.worker = Worker(work_dir / "runs", work_dir / "logs", self._report, name=name, kill_grace=kill_grace)
         self.name = self.worker.name
@@ -113,27 +143,26 @@ class KafkaWorker:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         )
-        # Every events partition, for the claims won and the kills (see the module doc).
+        # Every events partition, for the claims won, the kills and the heartbeat verdicts (see the
+        # module doc). It starts at the end as of now; `run` reconciles from the folded state first.
         self.kill_consumer = KafkaConsumer(**settings.common(), group_id=None, enable_auto_commit=False,
                                            isolation_level="read_committed")
         events = [TopicPartition(settings.topic("events"), p) for p in range(counts[settings.topic("events")])]
         self.kill_consumer.assign(events)
-        self._catch_up_to = self.kill_consumer.end_offsets(events)
-        since = wall_ms() - round(2 * heartbeat_timeout * 1000)
-        found = self.kill_consumer.offsets_for_times({tp: since for tp in events})
-        for tp in events:
-            at = found.get(tp)
-            self.kill_consumer.seek(tp, at.offset if at is not None else self._catch_up_to[tp])
-        self._caught_up = False
+        for tp, end in self.kill_consumer.end_offsets(events).items():
+            self.kill_consumer.seek(tp, end)
         self._apply_lock = threading.Lock()
         # key -> the kill effect while not acted on (the dispatch may come later), None once acted on.
         self._kills: OrderedDict[Key, KillTaskProcess | None] = OrderedDict()
         self._claimed: OrderedDict[Key, None] = OrderedDict()
-        # Claims won by this worker name and not spawned yet (held while the reader catches up).
-        self._won: OrderedDict[Key, DispatchTask] = OrderedDict()
+        # Claims won by this incarnation (or owed by the state) and not started yet: held until the
+        # lease of their partition holds.
+        self._held: OrderedDict[Key, DispatchTask] = OrderedDict()
+        self._beat_now = threading.Event()
         self._crash = os.environ.get(CRASH_HOOK, "")
 
     def _report(self, command: c.Command) -> None:
+        command = msgspec.structs.replace(command, incarnation=self.incarnation)
         partition = instance_partition(command.instance)  # type: ignore[union-attr]
         self.producer.send(self.commands_topic, value=encode(command), partition=partition)
 
@@ -143,12 +172,21 @@ class KafkaWorker:
         Partitions are independent shards, each with its own fold: the worker's slots are split
         between them (slots // partitions each, the remainder to the first ones), so that all
         partitions together never dispatch more than `slots` attempts to it. 0 slots = no limit.
+        Each partition's verdict on its heartbeat renews that partition's lease (see lease.py).
         """
         timeout_ms = round(self.heartbeat_timeout * 1000)
+        incarnation = self.incarnation
+        sent_at = time.monotonic()
         for p in range(self.partitions):
             slots = None if self.slots <= 0 else share(self.slots, self.partitions, p)
-            hb = c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=timeout_ms, slots=slots, group=self.group)
-            self.producer.send(self.commands_topic, value=encode(hb), partition=p)
+            hb = c.Heartbeat(at=wall_ms(), worker=self.name, timeout_ms=timeout_ms, slots=slots, group=self.group,
+                             incarnation=incarnation)
+            future = self.producer.send(self.commands_topic, value=encode(hb), partition=p)
+            future.add_callback(self._beat_acked, incarnation, sent_at)
+
+    def _beat_acked(self, incarnation: int, sent_at: float, meta: Any) -> None:
+        if incarnation == self.incarnation:
+            self.lease.sent(meta.partition, meta.offset, sent_at)
 
     def _mine(self, effect: KillTaskProcess) -> bool:
         key = (effect.instance, effect.task, effect.attempt)
@@ -176,7 +214,7 @@ class KafkaWorker:
             while len(self._claimed) > REMEMBERED_CLAIMS:
                 self._claimed.popitem(last=False)
         claim = c.ClaimAttempt(at=wall_ms(), instance=effect.instance, task=effect.task, attempt=effect.attempt,
-                               worker=self.name)
+                               worker=self.name, incarnation=self.incarnation)
         return self.producer.send(self.commands_topic, value=encode(claim),
                                   partition=instance_partition(effect.instance))
 
@@ -195,6 +233,20 @@ class KafkaWorker:
                         os.kill(os.getpid(), signal.SIGKILL)
             except Exception:
                 log.exception("dispatch %r failed", dispatch)
+
+    def _release(self) -> None:
+        """Start the held attempts whose partition's lease holds (the others wait for a heartbeat)."""
+        for key in list(self._held):
+            if self._crash == "pause_before_spawn":
+                self._crash = ""
+                _pause_self(f"before starting {key}")
+            partition = instance_partition(key[0])
+            if self.lease.valid(partition):
+                dispatch = self._held.pop(key, None)
+                if dispatch is not None:
+                    log.info("starting %s/%s attempt %d (lease of partition %d: %.2fs left)", *key, partition,
+                             self.lease.remaining(partition))
+                    self._spawn(dispatch)
 
     def apply(self, effect: Event) -> None:
         """Act on a kill effect now; effects are applied one at a time."""
@@ -218,18 +270,31 @@ class KafkaWorker:
         while len(self._kills) > REMEMBERED_KILLS:
             self._kills.popitem(last=False)
 
+    def _kill_now(self, kill: KillTaskProcess) -> None:
+        """Act on a kill of an attempt of ours whatever we know of it (a claim file forbids a later start)."""
+        with self._apply_lock:
+            self._remember(kill, acted=True)
+            try:
+                self.worker._kill(kill)
+            except Exception:
+                log.exception("effect %r failed", kill)
+
     @staticmethod
-    def _effects(records: list[Any], kinds: tuple[type, ...] = (DispatchTask, KillTaskProcess)) -> list[Event]:
-        """The events of `kinds` (by default the dispatch and kill effects) in polled events records."""
-        out: list[Event] = []
+    def _batches(records: list[Any]) -> list[EventBatch]:
+        """The decodable event batches of polled events records."""
+        out: list[EventBatch] = []
         for record in records:
             try:
-                batch = decode_batch(record.value)
+                out.append(decode_batch(record.value))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.error("undecodable events record at offset %d: %s", record.offset, exc)
-                continue
-            out.extend(ev for ev in batch.events if isinstance(ev, kinds))
         return out
+
+    @classmethod
+    def _effects(cls, records: list[Any]) -> list[Event]:
+        """The dispatch and kill effects in polled events records."""
+        return [ev for batch in cls._batches(records) for ev in batch.events
+                if isinstance(ev, (DispatchTask, KillTaskProcess))]
 
     @staticmethod
     def _poll(consumer: KafkaConsumer) -> dict[Any, list[Any]]:
@@ -242,31 +307,34 @@ class KafkaWorker:
             return {}
 
     def _kill_loop(self, stop: threading.Event) -> None:
-        """The effect reader over every events partition: claims won by this worker, and kills."""
-        kinds = (AttemptClaimed, KillTaskProcess, TaskStateChanged, InstancesRetired)
+        """The effect reader over every events partition: claims won, kills, heartbeat verdicts, loss."""
         while not stop.is_set():
             polled = self._poll(self.kill_consumer)
             for records in polled.values():
-                for ev in self._effects(records, kinds):
-                    self._on_reader_event(ev)
-            if not self._caught_up:
-                self._caught_up = all(self.kill_consumer.position(tp) >= end
-                                      for tp, end in self._catch_up_to.items())
-            if self._caught_up:
-                while self._won:
-                    _, dispatch = self._won.popitem(last=False)
-                    self._spawn(dispatch)
+                for batch in self._batches(records):
+                    if batch.command == "heartbeat":
+                        accepted = not any(isinstance(ev, CommandRejected) for ev in batch.events)
+                        self.lease.verdict(batch.partition, batch.offset, accepted)
+                    for ev in batch.events:
+                        if isinstance(ev, (AttemptClaimed, KillTaskProcess, TaskStateChanged, WorkerLost,
+                                           InstancesRetired)):
+                            self._on_reader_event(ev)
+            self._release()
 
     def _on_reader_event(self, ev: Event) -> None:
+        if isinstance(ev, WorkerLost):
+            if ev.worker == self.name and ev.incarnation == self.incarnation:
+                self._come_back(ev)
+            return
         if isinstance(ev, AttemptClaimed):
-            if ev.worker == self.name:
-                self._won[(ev.instance, ev.task, ev.attempt)] = ev.dispatch
+            if ev.worker == self.name and ev.incarnation == self.incarnation:
+                self._held[(ev.instance, ev.task, ev.attempt)] = ev.dispatch
             return
         if isinstance(ev, TaskStateChanged):
-            # While catching up: an attempt superseded or ended later in the log is not spawned.
-            for key in [k for k in self._won if k[0] == ev.instance and k[1] == ev.task]:
+            # An attempt superseded or ended before we started it is not started.
+            for key in [k for k in self._held if k[0] == ev.instance and k[1] == ev.task]:
                 if key[2] != ev.attempt or ev.state not in ("DISPATCH", "RUNNING_EXECUTION"):
-                    del self._won[key]
+                    del self._held[key]
             return
         if isinstance(ev, InstancesRetired):
             removed = remove_retired(self.worker, ev.instances)
@@ -275,21 +343,58 @@ class KafkaWorker:
                          len(ev.instances))
             return
         assert isinstance(ev, KillTaskProcess)
-        key = (ev.instance, ev.task, ev.attempt)
-        if self._won.pop(key, None) is not None:
-            # Won, then killed before we spawned it: never start it, confirm the kill.
-            with self._apply_lock:
-                self._remember(ev, acted=True)
-                try:
-                    self.worker._kill(ev)
-                except Exception:
-                    log.exception("effect %r failed", ev)
-        elif self._caught_up:
-            self.apply(ev)
+        if self._held.pop((ev.instance, ev.task, ev.attempt), None) is not None:
+            self._kill_now(ev)  # won, then killed before we started it: never start it, confirm the kill
         else:
-            with self._apply_lock:
-                if key not in self._kills:
-                    self._remember(ev, acted=False)
+            self.apply(ev)
+
+    def _come_back(self, lost: WorkerLost) -> None:
+        """This incarnation was declared lost: kill what it runs, and return as a new incarnation."""
+        with self._apply_lock:
+            killed = self.worker.kill_all()
+            self._held.clear()
+            self._claimed.clear()
+            self.lease.revoke()
+            self.incarnation = next_incarnation(self.work_dir)
+        log.warning("worker %s was declared lost (no heartbeat since %d): killed %d task process group(s), "
+                    "back as incarnation %d", self.name, lost.last_seen, len(killed), self.incarnation)
+        self._beat_now.set()
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Act on what the folded state of every partition says this worker owes (see the module doc)."""
+        from easysched_es.runtime.kafka.master import KafkaLog  # the master module imports the client
+
+        try:
+            states = load_states(KafkaLog(self.settings))
+        except Exception:
+            log.exception("could not fold the partitions to reconcile; the effects read from now on still apply")
+            return
+        sent = []
+        for state in states:
+            runs, kills, unclaimed = worker_duties(state, self.name, self.group)
+            for kill in kills:
+                self._kill_now(kill)
+            for dispatch in runs:
+                self._held[(dispatch.instance, dispatch.task, dispatch.attempt)] = dispatch
+            sent += [(d, f) for d in unclaimed if (f := self._claim(d)) is not None]
+        self.producer.flush()
+        for dispatch, future in sent:
+            if future.failed():  # the group's reader may claim it again
+                with self._apply_lock:
+                    self._claimed.pop((dispatch.instance, dispatch.task, dispatch.attempt), None)
+        if any(not future.failed() for _, future in sent):
+            self._claims_durable()
+        log.info("worker %s incarnation %d reconciled: %d attempt(s) to start or adopt, %d claim(s)",
+                 self.name, self.incarnation, len(self._held), len(sent))
+
+    def _claims_durable(self) -> None:
+        """Claims are in the log and not acted on yet: where the testing hooks strike."""
+        if self._crash == "after_claim":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self._crash == "pause_after_claim":
+            self._crash = ""
+            _pause_self("after a claim")
 
     def _claim_batch(self, batches: dict[Any, list[Any]]) -> int | None:
         """Claim the dispatches and act on the kills of one poll: how many claims are now durable,
@@ -315,17 +420,26 @@ class KafkaWorker:
                     self._claimed.pop((ev.instance, ev.task, ev.attempt), None)
         return len(sent) if ok else None
 
+    def _beat_loop(self, stop: threading.Event) -> None:
+        """Heartbeat every third of the timeout (at once after a comeback), whatever the other threads do."""
+        while not stop.is_set():
+            try:
+                self.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+            self._beat_now.wait(self.heartbeat_timeout / 3)
+            self._beat_now.clear()
+
     def run(self, stop: threading.Event) -> None:
         """Consume effects, heartbeat, until `stop`; task processes keep running (a restart adopts them)."""
         self.worker.start()
+        beats = threading.Thread(target=self._beat_loop, args=(stop,), name="worker-heartbeat", daemon=True)
+        beats.start()
+        self.reconcile()
         kills = threading.Thread(target=self._kill_loop, args=(stop,), name="worker-effects-reader", daemon=True)
         kills.start()
-        last_beat = 0.0
         try:
             while not stop.is_set():
-                if time.monotonic() - last_beat >= self.heartbeat_timeout / 3:
-                    self.heartbeat()
-                    last_beat = time.monotonic()
                 batches = self._poll(self.consumer)
                 if not batches:
                     continue
@@ -335,15 +449,17 @@ class KafkaWorker:
                     for tp, records in batches.items():
                         self.consumer.seek(tp, records[0].offset)
                     continue
-                if claimed and self._crash == "after_claim":
-                    os.kill(os.getpid(), signal.SIGKILL)
+                if claimed:
+                    self._claims_durable()
                 try:
                     self.consumer.commit()
                 except kerr.KafkaError as exc:
                     log.warning("could not commit the events offsets (%s); dispatches may be claimed again", exc)
         finally:
             stop.set()
+            self._beat_now.set()
             kills.join(5)
+            beats.join(5)
             self.close()
 
     def close(self) -> None:
@@ -355,3 +471,21 @@ class KafkaWorker:
         finally:
             self.consumer.close(autocommit=False)
             self.kill_consumer.close(autocommit=False)
+
+
+def _pause_self(where: str) -> None:
+    """Testing hook: SIGSTOP this process, and return only once it was stopped and continued.
+
+    A signal sent to a multi-threaded process may be taken by another thread: the caller can run
+    on for a while before the stop reaches it, so it waits for the gap in its clock.
+    """
+    log.warning("testing hook: pausing (SIGSTOP) %s", where)
+    last = time.monotonic()
+    os.kill(os.getpid(), signal.SIGSTOP)
+    while True:
+        time.sleep(0.01)
+        now = time.monotonic()
+        if now - last > 1.0:
+            break
+        last = now
+    log.warning("testing hook: continued after %.1fs", now - last)
