@@ -33,13 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
-from easysched_es.core.codec import decode_snapshot, encode
+from easysched_es.core.codec import encode
 from easysched_es.core.commands import ApplyRetention, CheckDue, Command, UpstreamFinished
 from easysched_es.core.events import Event, EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
@@ -49,36 +48,16 @@ from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, en
 from easysched_es.log.kafka_retention import warn_about_retention
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.kafka.alerts import KafkaAlerts
+from easysched_es.runtime.kafka.snapshots import SNAPSHOT_LIMIT, load_snapshot, snapshot_key
 
 log = logging.getLogger(__name__)
+__all__ = ["KafkaLog", "KafkaMaster", "load_snapshot", "snapshot_key", "verify_partition"]
 
 TICK_RETRY_MS = 5_000
 RETENTION_EVERY_MS = 3_600_000
 """Default time between the retention passes a master appends to each partition it owns (hourly,
 like `easysched run`)."""
 TXN_TIMEOUT_MS = 15_000
-
-
-def snapshot_key(partition: int) -> bytes:
-    """The compaction key of a partition's snapshots."""
-    return f"p{partition}".encode()
-
-
-def load_snapshot(snapshots: KafkaStream, partition: int, covering_at_most: int | None = None) -> State | None:
-    """The newest good snapshot of `partition` whose position is at most `covering_at_most`."""
-    end = snapshots.end(partition)
-    best: State | None = None
-    for record in snapshots.iter_records(partition, max(0, end - 16)):
-        try:
-            snap = decode_snapshot(record.payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("snapshot at offset %d of partition %d is unusable: %s", record.offset, partition, exc)
-            continue
-        if snap.partition != partition or (covering_at_most is not None and snap.position > covering_at_most):
-            continue
-        if best is None or snap.last_offset >= best.last_offset:
-            best = State.restore(snap)
-    return best
 
 
 @dataclass
@@ -127,6 +106,7 @@ class KafkaMaster:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.snapshot_every = snapshot_every
         self.retention_every_ms = retention_every_ms  # 0: this master appends no retention pass
+        self.snapshot_limit = SNAPSHOT_LIMIT
         self.clock = clock
         self.on_event = on_event
         counts = ensure_topics(settings)
@@ -273,7 +253,7 @@ class KafkaMaster:
         owned.since_snapshot += len(payloads)
         snapshot = None
         if owned.since_snapshot >= self.snapshot_every:
-            snapshot = encode(state.snapshot())
+            snapshot = self._snapshot(owned)
         try:
             self._commit(owned, payloads, forwards, snapshot)
         except kerr.KafkaError as exc:
@@ -283,6 +263,24 @@ class KafkaMaster:
         if snapshot is not None:
             owned.since_snapshot = 0
         return len(payloads)
+
+    def _snapshot(self, owned: _Owned) -> bytes | None:
+        """The partition's snapshot record, or None (and a warning) if it is over the record limit.
+
+        A record over the limit fails the whole transaction, so the partition would be recovered
+        and fail again at each snapshot, deciding nothing more. Without it, recovery replays from
+        the last snapshot written: slower, never wrong.
+        """
+        snapshot = encode(owned.state.snapshot())
+        if len(snapshot) <= self.snapshot_limit:
+            return snapshot
+        owned.since_snapshot = 0  # the next try is `snapshot_every` commands on, not every batch
+        log.warning("the snapshot of partition %d is %.1f MiB, over the record limit of %.1f MiB: not written "
+                    "(a new owner replays from the last one written). Fewer hot instances (retention_days) or more "
+                    "partitions make it smaller", owned.partition, len(snapshot) / 2**20, self.snapshot_limit / 2**20)
+        self._emit("snapshot_skipped", partition=owned.partition, master=self.name, bytes=len(snapshot),
+                   limit=self.snapshot_limit)
+        return None
 
     def _commit(self, owned: _Owned, payloads: list[bytes], forwards: list[bytes], snapshot: bytes | None) -> None:
         producer, p = owned.producer, owned.partition
