@@ -150,10 +150,14 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
 
 def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
     """easysched projections rebuild"""
+    from easysched_es.cli.common import kafka_bootstrap
     from projections.client import HttpReader, find_service, read_service_file
     from projections.local import LocalProjection
 
-    if not Path(args.data_dir).is_dir():
+    bootstrap = kafka_bootstrap(args)
+    if bootstrap:  # the projection of the Kafka topics lives in --data-dir too (`easysched projector`)
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    elif not Path(args.data_dir).is_dir():
         raise NoDataDirError(f"no data directory at {args.data_dir}", data_dir=str(args.data_dir))
     service = find_service(args.data_dir)
     if service is not None:
@@ -165,8 +169,18 @@ def _rebuild(args: argparse.Namespace, out: TextIO) -> int:
     import time
 
     t0 = time.monotonic()
-    with LocalProjection(args.data_dir, wait=5.0) as local:
-        records = local.projector.rebuild(progress=not args.json)
+    streams: dict[str, Any] = {}
+    if bootstrap:  # fold the topics, one consumer each (log/kafka_reader.py), not the embedded log
+        from easysched_es.cli.common import kafka_settings
+        from easysched_es.log.kafka_reader import projection_streams
+
+        streams["events"], streams["commands"] = projection_streams(kafka_settings(args, bootstrap))
+    try:
+        with LocalProjection(args.data_dir, wait=5.0, **streams) as local:
+            records = local.projector.rebuild(progress=not args.json)
+    finally:
+        for stream in streams.values():
+            stream.close()
     return _rebuilt(args, out, records, time.monotonic() - t0, "local")
 
 

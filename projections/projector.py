@@ -359,6 +359,9 @@ class Projector:
         records = events = 0
         full = False
         for name, stream in self._streams:
+            prefetch = getattr(stream, "prefetch", None)
+            if callable(prefetch):  # Kafka (log/kafka_reader.py): fetch every partition side by side
+                prefetch({p: (ahead.get((name, p)) or Position()).next_offset for p in range(stream.partitions)})
             for partition in range(stream.partitions):
                 if limit is not None and records >= limit:
                     break

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 DEFAULT_LOCAL_DIR = Path.home() / ".cache" / "easysched" / "kafka-local"
 
 
-def _settings(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace, *, bounded: bool = False) -> Any:
+    """The service's KafkaSettings; `bounded`: every broker operation within `--kafka-timeout` (the projector)."""
     from easysched_es.log.kafka import KafkaSettings
     from easysched_es.log.kafka_logs import quiet_driver_logs
 
@@ -36,7 +37,8 @@ def _settings(args: argparse.Namespace) -> Any:
     if not bootstrap:
         raise UsageError("this command needs Kafka: pass --kafka HOST:PORT or set EASYSCHED_KAFKA "
                          "(easysched kafka-local start gives you a local broker)")
-    settings = KafkaSettings.from_env(bootstrap)
+    timeout = getattr(args, "kafka_timeout", None) if bounded else None
+    settings = KafkaSettings.from_env(bootstrap, timeout=timeout)
     from easysched_es.log.kafka_auth import auth_problem
 
     # A service would retry a SASL mismatch for a minute in silence: one handshake says it at once.
@@ -92,12 +94,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_projector(args: argparse.Namespace) -> int:
-    from easysched_es.log.kafka import KafkaStream
+    from easysched_es.log.kafka_reader import projection_streams
     from projections.service import ProjectionService
 
-    settings = _settings(args)
+    # Bounded by --kafka-timeout, at start and in the projector thread (one consumer per topic).
+    settings = _settings(args, bounded=True)
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    events, commands = KafkaStream(settings, "events"), KafkaStream(settings, "commands")
+    events, commands = projection_streams(settings)
     service = ProjectionService(args.data_dir, port=args.port, host=args.host, events=events, commands=commands)
     stop = _stop_on_signals()
     service.start()

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from easysched_es.cli.common import CliError, Registrar, UsageError, client, kafka_bootstrap, source
+from easysched_es.cli.common import CliError, Registrar, UsageError, client, kafka_bootstrap, kafka_settings, source
 
 if TYPE_CHECKING:
     from easysched_es.web.serve import UiSettings
@@ -53,10 +53,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     streams: list[Any] = []
     extra: dict[str, Any] = {}
     if bootstrap:
-        from easysched_es.log.kafka import KafkaSettings, KafkaStream
+        from easysched_es.log.kafka_reader import projection_streams
 
-        kafka = KafkaSettings.from_env(bootstrap)
-        streams = [KafkaStream(kafka, "events"), KafkaStream(kafka, "commands")]
+        # One consumer per topic, every broker operation bounded by --kafka-timeout (log/kafka_reader.py).
+        streams = list(projection_streams(kafka_settings(args, bootstrap)))
         extra = {"events": streams[0], "commands": streams[1]}
     else:
         root = Path(args.data_dir)

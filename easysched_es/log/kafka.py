@@ -48,6 +48,11 @@ STREAMS = ("commands", "events", "snapshots")
 # Per-record (batch) limit of our topics: snapshots of a busy partition are big.
 MAX_RECORD_BYTES = 32 << 20
 
+# How long the broker may hold a reader's fetch that finds nothing. `read` never waits for new
+# records, and the broker answers one connection's requests in order: with kafka-python's 500 ms
+# a reader's next end-offset lookup waited behind the fetch it had sent ahead (0.2 s a read).
+READ_FETCH_WAIT_MS = 10
+
 # Fetch sizes for folding: big fetches and polls make per-request overhead vanish.
 FAST_CONSUMER: dict[str, Any] = {
     "fetch_max_bytes": 64 << 20,
@@ -216,7 +221,7 @@ class _Reader:
         self.tp = tp
         self.consumer = KafkaConsumer(
             **settings.consumer(), group_id=None, enable_auto_commit=False, isolation_level="read_committed",
-            auto_offset_reset="earliest", **consumer_config,
+            auto_offset_reset="earliest", **{"fetch_max_wait_ms": READ_FETCH_WAIT_MS, **consumer_config},
         )
         self.consumer.assign([tp])
         self.buffer: list[Record] = []

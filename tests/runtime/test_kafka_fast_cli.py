@@ -226,3 +226,46 @@ def _json_round(value: Any) -> Any:
     import msgspec
 
     return json.loads(msgspec.json.encode(value, enc_hook=str))
+
+
+def test_rebuild_on_kafka_equals_the_live_projection(master: KafkaSettings, tmp_path: Path) -> None:
+    import duckdb
+
+    from easysched_es.log.kafka_reader import projection_streams
+    from projections.service import ProjectionService
+    from tests.projections.helpers import dump, serving
+
+    with KafkaClient(master, timeout=120) as client:
+        for p in (0, 1):
+            client.start("plain", partition=p)
+    events, commands = projection_streams(master)
+    live = ProjectionService(tmp_path / "live", events=events, commands=commands)
+    (tmp_path / "live").mkdir()
+    try:
+        with serving(live):
+            expected = dump(live.projection.projector.cursor())
+    finally:
+        events.close()
+        commands.close()
+    rebuilt = _json(_cli(master, tmp_path, "projections", "rebuild", "--data-dir", str(tmp_path / "again"), "--json"))
+    assert rebuilt["by"] == "local" and rebuilt["records"] > 0
+    conn = duckdb.connect(str(tmp_path / "again" / "projections.duckdb"), read_only=True)
+    try:
+        assert dump(conn) == expected
+    finally:
+        conn.close()
+    assert expected["workflow_instances"], "the instances the tests started are in both"
+
+
+def test_the_projector_gives_up_within_kafka_timeout_when_the_broker_is_down(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = KafkaSettings(f"127.0.0.1:{port}", prefix="nobody")
+    proc = _cli(down, tmp_path, "--kafka-timeout", "2", "projector", "--data-dir", str(tmp_path / "p"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    # A service shows kafka-python's warnings (rate-limited); its error is the one last line.
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "within 2s" in errors[0], proc.stderr
