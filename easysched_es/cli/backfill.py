@@ -52,6 +52,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         return requesting.no_wait(args, target, c.StartBackfill(**fields, request_id=rid))
     with requesting.undecided_names_the_request(args):
         backfill = target.backfill(**fields, request_id=rid)
+    from easysched_es.cli.workflows import _note_pending
+
+    _note_pending(target)  # no master: the dates wait for `easysched run` (and so would --wait)
     if not args.wait:
         if args.json:
             print_json({"backfill": backfill, "request_id": rid, **target.backfill_status(backfill)})
