@@ -18,6 +18,7 @@ from easysched_es.core.codec import decode_command
 from easysched_es.core.state import State
 from easysched_es.core.step import step_record
 from easysched_es.flows import load_flow
+from easysched_es.log.base import Record
 from easysched_es.log.kafka import KafkaStream
 from tests.e2e.test_kafka_e2e import SESSION_S, Cluster, cli, cluster, wait_until
 
@@ -49,7 +50,13 @@ def _flow(tmp: Path, text: str, name: str) -> object:
     return load_flow(path)
 
 
-def _decisions(cluster: Cluster, partition: int, *, retention: bool) -> list[tuple[int, list[tuple[str, ...]]]]:
+def _records(cluster: Cluster, partition: int) -> list[Record]:
+    """The partition's commands as they are now (read once: the master and worker keep appending)."""
+    with KafkaStream(cluster.settings, "commands", create=False) as commands:
+        return list(commands.iter_records(partition))
+
+
+def _decisions(records: list[Record], partition: int, *, retention: bool) -> list[tuple[int, list[tuple[str, ...]]]]:
     """Fold the partition's commands from scratch (skipping ApplyRetention if not `retention`):
     for every other command, what its events decided (type, instance, task, state or result, detail).
 
@@ -58,17 +65,16 @@ def _decisions(cluster: Cluster, partition: int, *, retention: bool) -> list[tup
     """
     state = State(partition)
     out = []
-    with KafkaStream(cluster.settings, "commands", create=False) as commands:
-        for record in commands.iter_records(partition):
-            is_retention = isinstance(decode_command(record.payload), c.ApplyRetention)
-            if is_retention and not retention:
-                continue
-            _, events, _ = step_record(state, record.payload, record.offset)
-            if not is_retention:
-                out.append((record.offset, [
-                    (type(ev).__name__, str(getattr(ev, "instance", "")), str(getattr(ev, "task", "")),
-                     str(getattr(ev, "state", getattr(ev, "result", ""))), str(getattr(ev, "detail", "")))
-                    for ev in events]))
+    for record in records:
+        is_retention = isinstance(decode_command(record.payload), c.ApplyRetention)
+        if is_retention and not retention:
+            continue
+        _, events, _ = step_record(state, record.payload, record.offset)
+        if not is_retention:
+            out.append((record.offset, [
+                (type(ev).__name__, str(getattr(ev, "instance", "")), str(getattr(ev, "task", "")),
+                 str(getattr(ev, "state", getattr(ev, "result", ""))), str(getattr(ev, "detail", "")))
+                for ev in events]))
     return out
 
 
@@ -102,8 +108,9 @@ def test_master_retention_pass_on_kafka(cluster: Cluster) -> None:
     types = [x["type"] for x in entries]
     assert entries[0]["type"] == "start" and "workflow_finished" in types, types
 
-    with_retention = _decisions(cluster, 0, retention=True)
-    assert with_retention == _decisions(cluster, 0, retention=False)  # the DEPENDENT's decisions included
+    records = _records(cluster, 0)
+    with_retention = _decisions(records, 0, retention=True)
+    assert with_retention == _decisions(records, 0, retention=False)  # the DEPENDENT's decisions included
     checked = [d for _, ds in with_retention for d in ds if d[0] == "DependentChecked" and d[1] == down]
     assert checked and checked[-1][3] == "SUCCESS", checked
     assert cli(cluster, "verify")["ok"]
