@@ -16,7 +16,8 @@ the state holds the cursor and the dates in flight only (`core/backfill_state.py
   is CONTINUE, and takes no further date under END (what DS's master does,
   `WorkflowSuccessLifecycleListener`); the dates in flight finish. It ends FAILURE.
 - `dependents` (DS's ComplementDependentMode.ALL_DEPENDENT): after a date's instance finished,
-  the workflows whose DEPENDENT tasks name it run for the same date, started from those
+  the workflows whose DEPENDENT tasks name it with the schedule's cycle (`core/cron_cycle.py`;
+  DAY for a daily expansion) run for the same date, started from those
   DEPENDENT tasks with TASK_POST as DS does; `all_levels` follows their dependents in turn. A
   date is in flight (it holds a slot of `parallel`) until its last level finished.
 - max_active_instances still holds: a date's instance beyond it waits (SERIAL_WAIT), holding
@@ -32,7 +33,17 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from easysched_es.core import commands as c
-from easysched_es.core import cron, limits, schedules, spawn_rules, start_scope, time_params, workflow, zones
+from easysched_es.core import (
+    cron,
+    cron_cycle,
+    limits,
+    schedules,
+    spawn_rules,
+    start_scope,
+    time_params,
+    workflow,
+    zones,
+)
 from easysched_es.core import events as e
 from easysched_es.core.backfill_state import (
     BF_FAILURE,
@@ -103,13 +114,14 @@ def _parse(text: str, field: str, zone: tzinfo, end_of_day: bool) -> tuple[datet
     return moment, ms
 
 
-def _levels(state: State, name: str, all_levels: bool) -> list[list[str]]:
-    """The ONLINE workflows whose DEPENDENT tasks name `name`, level by level (DS's lineage)."""
+def _levels(state: State, name: str, all_levels: bool, cycle: str) -> list[list[str]]:
+    """The ONLINE workflows whose DEPENDENT tasks name `name` with the same `cycle`, level by level
+    (DS's lineage, each level checked against the first workflow's cycle, as DS does)."""
     levels: list[list[str]] = []
     seen, frontier = {name}, {name}
     while frontier:
         found = sorted(other for other, entry in state.workflows.items()
-                       if other not in seen and entry.online and _dependent_tasks(entry, frontier))
+                       if other not in seen and entry.online and _dependent_tasks(entry, frontier, cycle))
         if not found:
             break
         levels.append(found)
@@ -120,9 +132,11 @@ def _levels(state: State, name: str, all_levels: bool) -> list[list[str]]:
     return levels
 
 
-def _dependent_tasks(entry: WorkflowEntry, upstream: set[str]) -> list[str]:
+def _dependent_tasks(entry: WorkflowEntry, upstream: set[str], cycle: str) -> list[str]:
+    """The DEPENDENT tasks of a workflow with an item on one of `upstream` of that cycle ("" = any)."""
     return [t.name for t in entry.latest.definition.tasks
-            if isinstance(t, DependentTask) and any(i.workflow in upstream for i in t.dependence.items)]
+            if isinstance(t, DependentTask) and any(i.workflow in upstream and (not cycle or i.cycle == cycle)
+                                                   for i in t.dependence.items)]
 
 
 def _expand(state: State, cmd: c.StartBackfill, bf: Backfill, zone: tzinfo) -> None:
@@ -194,7 +208,11 @@ def _start(state: State, cmd: c.StartBackfill, offset: int, out: Out) -> None:
     _expand(state, cmd, bf, zone)
     if bf.total == 0:
         raise BackfillError("dates: no date given")
-    bf.levels = _levels(state, cmd.workflow, cmd.all_levels) if cmd.dependents else []
+    if cmd.dependents:
+        # DS backfills the dependents whose cycle is the schedule's (getMaxCycle); daily is DAY. A
+        # cron DS gives no cycle to matches no dependent.
+        bf.cycle = (cron_cycle.cycle_of(bf.cron) or "NONE") if bf.mode == CRON else "DAY"
+        bf.levels = _levels(state, cmd.workflow, cmd.all_levels, bf.cycle)
     state.backfills[bf.id] = bf
     out.append(e.BackfillStarted(backfill=bf.id, workflow=bf.workflow, total=bf.total, first=_date_at(bf, 0),
                                  last=_date_at(bf, bf.total - 1), parallel=bf.parallel, reverse=bf.reverse,
@@ -269,7 +287,7 @@ def _start_level(state: State, bf: Backfill, run: DateRun, offset: int, out: Out
             continue  # a dependent taken OFFLINE since the backfill began is passed over
         only = None
         if level:
-            tasks = _dependent_tasks(entry, upstream)
+            tasks = _dependent_tasks(entry, upstream, bf.cycle)
             chosen = start_scope.select(entry.latest, tasks, "post") if tasks else "no DEPENDENT task names it now"
             if not isinstance(chosen, dict) or not chosen:
                 continue  # redefined since the backfill began: it no longer depends on the upstream

@@ -46,8 +46,10 @@ class Backfill(msgspec.Struct, omit_defaults=True):
     parallel: int = 1
     reverse: bool = False
     params: dict[str, str] = {}
-    # The workflows backfilled after each date, level by level (`--dependents`).
+    # The workflows backfilled after each date, level by level (`--dependents`), and the cycle
+    # their DEPENDENT items on the upstream have (the schedule's, core/cron_cycle.py; DAY daily).
     levels: list[list[str]] = []
+    cycle: str = ""
     state: str = BF_RUNNING
     # Dates taken from the expansion so far, and (CRON) the last one taken.
     taken: int = 0

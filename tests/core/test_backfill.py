@@ -257,3 +257,14 @@ def test_a_dependent_redefined_without_its_dependent_task_is_passed_over() -> No
     events = _finish(m, _running(m, bf)[0])
     assert not of(events, e.WorkflowStarted, workflow="report")
     assert of(events, e.BackfillFinished)[0].state == "SUCCESS"
+
+
+def test_dependents_are_those_of_the_schedules_cycle_as_dolphinscheduler_checks() -> None:
+    daily = wf("daily_report", dep("wait", item("etl", cycle="DAY")), shell("send", upstream=["wait"]))
+    hourly = wf("hourly_report", dep("wait", item("etl", cycle="HOUR", date_value="currentHour")))
+    m = _master(wf("etl", shell("load")), daily, hourly)
+    _, events = _backfill(m, dates=["2026-11-01"], dependents=True)
+    assert of(events, e.BackfillStarted)[0].dependents == ["daily_report"]  # daily dates: the DAY cycle
+    m.send(c.SetSchedule(workflow="etl", cron="0 0 * * * ?"))  # hourly
+    _, events = _backfill(m, from_date="2026-11-01 00:00:00", to_date="2026-11-01 01:00:00", dependents=True)
+    assert of(events, e.BackfillStarted)[0].dependents == ["hourly_report"]
