@@ -1,6 +1,7 @@
 """Kafka figures: fold throughput, and fan-out, kill latency and failover with real processes.
 
     python bench/kafka.py [--bootstrap HOST:PORT] [-n 200000] [--fanout 200] [--kills 20] [--failovers 5]
+                          [--skip-cli] [--cli-records 10000]
 
 Without --bootstrap (or $EASYSCHED_KAFKA) a local broker is started for the run. Prints figures;
 asserts nothing about time. Measures, on one partition of a fresh topic prefix:
@@ -9,6 +10,10 @@ asserts nothing about time. Measures, on one partition of a fresh topic prefix:
 - bare consume: kafka-python's consume rate of the same records with default consumer settings;
 - consume+fold: the takeover path of a master (fetch with large fetch sizes, decode, `step`);
 - live master: `KafkaMaster` deciding every command (events + offsets in transactions).
+
+Then the CLI as a user meets it, each call a process (`bench/kafka_cli.py`): `start`, `status
+INSTANCE` and `projections rebuild` beside `KafkaClient` in a warm process, with Python start-up
+and import time (targets: start < 200 ms, status INSTANCE < 300 ms, rebuild of 10,000 records < 2 s).
 
 Then, with separate `easysched master` and `easysched worker` processes on 3 partitions:
 
@@ -224,6 +229,17 @@ def failovers(procs: Processes, runs: int) -> None:
           f"all: {', '.join(f'{x:.1f}' for x in times)} (target < 10 s)")
 
 
+def cli_figures(bootstrap: str, records: int, runs: int) -> None:
+    """`bench/kafka_cli.py`: start, status INSTANCE and rebuild as CLI processes, beside KafkaClient."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kafka_cli", _here / "kafka_cli.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.figures(bootstrap, records, runs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", default=os.environ.get("EASYSCHED_KAFKA"))
@@ -235,6 +251,10 @@ def main() -> int:
     parser.add_argument("--session-timeout", type=float, default=6.0,
                         help="masters' group session timeout in s (default 6, as in tests/e2e; the broker's minimum)")
     parser.add_argument("--skip-processes", action="store_true", help="skip fan-out, kill and failover")
+    parser.add_argument("--skip-cli", action="store_true", help="skip the CLI figures (bench/kafka_cli.py)")
+    parser.add_argument("--cli-records", type=int, default=10_000,
+                        help="records of the log the CLI's rebuild refolds (default 10000)")
+    parser.add_argument("--cli-runs", type=int, default=5, help="runs per CLI figure, median (default 5)")
     args = parser.parse_args()
     broker = None
     if not args.bootstrap:
@@ -267,6 +287,8 @@ def main() -> int:
         if not args.skip_live:
             live = live_master(settings, args.n)
             print(f"live master (events+offsets in transactions): {live:>10,.0f} commands/s")
+        if not args.skip_cli:  # the CLI targets beside the Python client, in this same run
+            cli_figures(args.bootstrap, args.cli_records, args.cli_runs)
         if not args.skip_processes:
             root = Path(tempfile.mkdtemp(prefix="bench-kafka-procs-"))
             procs = Processes(args.bootstrap, root, args.session_timeout)
