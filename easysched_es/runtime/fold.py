@@ -40,7 +40,7 @@ class PartitionHalted(LogError):
         super().__init__(
             f"partition {partition} is stopped at offset {failure.offset}: {failure}. This is a bug in easysched "
             f"(please report it with `easysched export`); to go on without that command, append "
-            f"`easysched skip {failure.offset} --reason '...'`"
+            f"`easysched skip {failure.offset}{f' --partition {partition}' if partition else ''} --reason '...'`"
         )
         # `after`: the position of the record after the failed one (where a skip may follow).
         self.partition, self.failure, self.after = partition, failure, after

@@ -187,6 +187,19 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         """Resume a paused instance."""
         return self.submit(c.ResumeWorkflow(instance=instance, request_id=request_id), instance_partition(instance))
 
+    def skip(self, offset: int, reason: str, partition: int = 0) -> Verdict:
+        """Pass over the command at `offset` of `partition`, on which that partition stopped (it raised).
+
+        The verdict comes once the partition's master has folded again past the skipped command.
+        """
+        if not reason.strip():
+            # Refused at the door: a reasonless skip in the log would be rejected by the fold.
+            raise CommandRejectedError("a skip needs a reason: it stays in the log for the record", -1)
+        if not 0 <= partition < self.commands.partitions:
+            raise CommandRejectedError(
+                f"the commands topic has partitions 0..{self.commands.partitions - 1}, not {partition}", -1)
+        return self.submit(c.SkipCommand(offset=offset, reason=reason), partition)
+
     def kill_task(self, instance: str, task: str, *, request_id: str = "") -> Verdict:
         """Kill one task of an instance."""
         return self.submit(c.KillTask(instance=instance, task=task, request_id=request_id),

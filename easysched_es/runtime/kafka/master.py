@@ -42,12 +42,13 @@ from easysched_es.core.codec import encode
 from easysched_es.core.commands import ApplyRetention, CheckDue, Command, UpstreamFinished
 from easysched_es.core.events import Event, EventBatch, WorkflowFinished
 from easysched_es.core.state import State, worker_deadline
-from easysched_es.core.step import pending_effects, reject_record, step_record
+from easysched_es.core.step import CommandFailed, pending_effects, reject_record, step_record
 from easysched_es.debug.verify import VerifyReport, verify_partition_into
 from easysched_es.log.kafka import FAST_CONSUMER, KafkaSettings, KafkaStream, ensure_topics, record_of
 from easysched_es.log.kafka_retention import warn_about_retention
 from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.kafka.alerts import KafkaAlerts
+from easysched_es.runtime.kafka.halts import Halts
 from easysched_es.runtime.kafka.snapshots import SNAPSHOT_LIMIT, load_snapshot, snapshot_key
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class KafkaMaster:
         )
         self.consumer.subscribe([self.commands_topic], listener=_Listener(self))
         self.alerts = KafkaAlerts(settings)
+        self.halts = Halts(settings)
 
     # ---- ownership ---------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class KafkaMaster:
         """Fence the previous owner, load the newest snapshot, and seek to fold the tail."""
         tp = TopicPartition(self.commands_topic, partition)
         producer = self._producer(partition)
+        self.halts.halted.pop(partition, None)  # the fold meets the command again if it still raises
         committed = self.consumer.committed(tp, timeout_ms=TXN_TIMEOUT_MS) or 0
         state = load_snapshot(self.snapshots, partition, committed) or State(partition)
         state.partition = partition
@@ -222,15 +225,30 @@ class KafkaMaster:
         forwards: list[bytes] = []
         decided: list[Event] = []
         partition = owned.partition
+        # A command that raised spoils the state (no snapshot of it); with a skip of it in the log,
+        # the partition is folded again from its snapshot (see halts.py).
+        spoilt = refold = False
         for record in records:
             offset = record.offset
             if offset < state.position:
                 continue
             rec = record_of(record)  # the same record every reader of the log sees (JSON commands too)
+            if partition in self.halts.halted:
+                refold = self.halts.watch(partition, rec)
+                if refold:
+                    break
+                continue
             if rec.corrupt is not None:
                 _, events, tag = reject_record(state, offset, f"corrupt record: {rec.corrupt}")
             else:
-                _, events, tag = step_record(state, rec.payload, offset)
+                try:
+                    _, events, tag = step_record(state, rec.payload, offset, self.halts.skip_of(partition, offset))
+                except CommandFailed as failure:
+                    spoilt, refold = True, self.halts.failed(partition, failure)
+                    if refold:
+                        break
+                    self._halted(owned, failure)
+                    continue
             state.position = offset + 1
             if offset < owned.replay_until:
                 owned.replayed += 1
@@ -248,11 +266,29 @@ class KafkaMaster:
                         at=state.now, workflow=ev.workflow, instance=ev.instance, state=ev.state,
                         base_time=ev.base_time, task_states=ev.task_states, scheduled=ev.scheduled,
                         ended=state.now)))
+        committed = self._commit_decided(owned, payloads, forwards, decided, snapshot_ok=not spoilt)
+        if refold and partition in self.owned:
+            log.warning("a skip of a command that raised is in partition %d: folding it again from its snapshot",
+                        partition)
+            self._drop(partition, "folding again past a skipped command")
+            self._to_recover.add(partition)
+        return committed
+
+    def _halted(self, owned: _Owned, failure: CommandFailed) -> None:
+        """Say loudly that the partition stopped at a command that raised (what it decided before is kept)."""
+        halt = self.halts.halted[owned.partition]
+        log.error("%s", halt)
+        self._emit("partition_halted", partition=owned.partition, master=self.name, offset=failure.offset,
+                   command=failure.command, error=failure.error)
+
+    def _commit_decided(self, owned: _Owned, payloads: list[bytes], forwards: list[bytes], decided: list[Event],
+                        *, snapshot_ok: bool) -> int:
+        """Commit the batches decided by one `_apply`; how many (0 if the transaction failed)."""
         if not payloads:
             return 0
         owned.since_snapshot += len(payloads)
         snapshot = None
-        if owned.since_snapshot >= self.snapshot_every:
+        if snapshot_ok and owned.since_snapshot >= self.snapshot_every:
             snapshot = self._snapshot(owned)
         try:
             self._commit(owned, payloads, forwards, snapshot)
@@ -318,8 +354,8 @@ class KafkaMaster:
     def _tick(self) -> None:
         now = self.clock()
         for owned in list(self.owned.values()):
-            if not owned.ready:
-                continue
+            if not owned.ready or owned.partition in self.halts.halted:
+                continue  # a stopped partition decides nothing, its time included
             if self.retention_every_ms > 0 and (owned.retention_at is None or now >= owned.retention_at):
                 if not self._append(owned, ApplyRetention(at=now, now=now)):
                     continue
@@ -350,7 +386,7 @@ class KafkaMaster:
 
     def next_due(self) -> int | None:
         """The earliest due time over the owned partitions (for the loop's wait)."""
-        dues = [d for o in self.owned.values() if o.ready
+        dues = [d for o in self.owned.values() if o.ready and o.partition not in self.halts.halted
                 for d in (o.state.queue.earliest(), worker_deadline(o.state)) if d is not None]
         return min(dues) if dues else None
 
