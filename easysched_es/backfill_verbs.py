@@ -13,7 +13,6 @@ client.stop(bf)                                # the backfill and every instance
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,20 +90,7 @@ def progress_of(state: State, backfill: str) -> dict[str, Any]:
 def wait_backfill(source: LogSource, backfill: str, timeout: float | None = None,
                   on_progress: Callable[[dict[str, Any]], None] | None = None, poll: float = 0.2) -> dict[str, Any]:
     """Fold the backfill's partition until it ended and nothing it started still runs (one pass in all)."""
-    from easysched_es.query_verbs import WaitTimeoutError
-    from easysched_es.runtime.fold import fold_through, start_state
+    from easysched_es.query_verbs import follow
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    partition = backfill_partition(source, backfill)
-    folded = start_state(source, partition)
-    with source.commands() as commands:
-        while True:
-            fold_through(commands, folded, partition=partition)
-            view = progress_of(folded, backfill)
-            if on_progress is not None:
-                on_progress(view)
-            if view["state"] in FINAL and not view["running"]:
-                return view
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeoutError(f"{backfill} still {view['state']} after {timeout:g}s", view["state"])
-            time.sleep(poll)
+    return follow(source, backfill_partition(source, backfill), lambda state: progress_of(state, backfill),
+                  lambda view: view["state"] in FINAL and not view["running"], backfill, timeout, poll, on_progress)

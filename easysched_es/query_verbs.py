@@ -15,10 +15,12 @@ print(final["state"], client.logs(instance, "load"))
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from easysched_es.core.state import State
     from easysched_es.runtime.fold import LogSource
 
 FINAL_STATES = ("SUCCESS", "FAILURE", "STOP", "PAUSE")
@@ -56,21 +58,38 @@ def wait_for_end(source: LogSource, instance: str, timeout: float | None = None,
     (one pass over the log in all), so a long wait costs little.
     """
     from easysched_es.debug.views import status_view
+
+    def view_of(state: State) -> dict[str, Any]:
+        view = status_view(state, instance)
+        if not view:
+            raise UnknownInstanceError(f"unknown instance {instance!r}")
+        return view[0]
+
+    return follow(source, _partition(source, instance), view_of, lambda v: v["state"] in FINAL_STATES,
+                  instance, timeout, poll)
+
+
+def follow(source: LogSource, partition: int, view_of: Callable[[State], dict[str, Any]],
+           done: Callable[[dict[str, Any]], bool], what: str, timeout: float | None = None, poll: float = 0.1,
+           on_view: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Fold `partition` on and on until `done(view_of(state))`; that view (`wait`, `backfill --wait`).
+
+    WaitTimeoutError naming `what` after `timeout` seconds (None: never); `on_view` sees every view.
+    """
     from easysched_es.runtime.fold import fold_through, start_state
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    partition = _partition(source, instance)
     folded = start_state(source, partition)
     with source.commands() as commands:
         while True:
             fold_through(commands, folded, partition=partition)
-            view = status_view(folded, instance)
-            if not view:
-                raise UnknownInstanceError(f"unknown instance {instance!r}")
-            if view[0]["state"] in FINAL_STATES:
-                return view[0]
+            view = view_of(folded)
+            if on_view is not None:
+                on_view(view)
+            if done(view):
+                return view
             if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeoutError(f"{instance} still {view[0]['state']} after {timeout:g}s", view[0]["state"])
+                raise WaitTimeoutError(f"{what} still {view['state']} after {timeout:g}s", view["state"])
             time.sleep(poll)
 
 

@@ -21,6 +21,7 @@ from easysched_es.cli.common import (
     WaitTimeout,
     client,
     parse_params,
+    positive_int,
     print_json,
     source,
 )
@@ -123,28 +124,9 @@ def show_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parallel(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of dates, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more (1 = --serial), got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
-    return value
-
-
 def register(reg: Registrar) -> None:
     """Add backfill."""
+    from easysched_es.cli.queries import _seconds  # here: queries imports this module
     p = reg.add("backfill", cmd_backfill, "COMPLEMENT_DATA: run a workflow once per date of a range, as its "
                 "schedule would have (prints the backfill id; `stop ID` stops it and what it started)",
                 reg.as_json, requesting.options())
@@ -154,7 +136,7 @@ def register(reg: Registrar) -> None:
     p.add_argument("--to", dest="to_date", metavar="DATE",
                    help="last date, inclusive (a bare date means the end of that day)")
     p.add_argument("--dates", metavar="D1,D2,...", help="these dates instead of --from/--to (comma-separated)")
-    p.add_argument("--parallel", type=_parallel, default=None, metavar="N",
+    p.add_argument("--parallel", type=positive_int, default=None, metavar="N",
                    help="at most N dates in flight (RUN_MODE_PARALLEL; default 1)")
     p.add_argument("--serial", action="store_true", help="one date at a time (RUN_MODE_SERIAL, the default)")
     p.add_argument("--reverse", action="store_true", help="latest date first (DolphinScheduler's DESC_ORDER)")
