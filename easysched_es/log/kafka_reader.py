@@ -61,57 +61,106 @@ class _Part:
         self.low = start
 
 
-class KafkaTopicReader:
-    """The `Stream` reading side of `<prefix>.<name>`, through one consumer (see the module docstring)."""
+class _Shared:
+    """The one consumer of one or more topics' readers, their lock and every partition's buffer."""
 
-    def __init__(self, settings: KafkaSettings, name: str, *, partitions: int | None = None,
-                 read_timeout: float | None = None) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self.name = name
-        self.topic = settings.topic(name)
-        self.read_timeout = read_timeout if read_timeout is not None else (settings.timeout or 10.0)
-        self._lock = threading.Lock()
-        self._consumer: KafkaConsumer | None = None
-        self._parts: dict[int, _Part] = {}
-        self._closed = False
-        self._partitions = partitions if partitions is not None else self._count()
+        self.lock = threading.RLock()
+        self.consumer: KafkaConsumer | None = None
+        self.counts: dict[str, int] = {}
+        self.parts: dict[TopicPartition, _Part] = {}
+        self.users = 0
+        self.closed = False
 
-    # ---- the consumer --------------------------------------------------------------------
-
-    def _kafka(self) -> KafkaConsumer:
-        if self._closed:
-            raise LogError(f"the Kafka reader of {self.topic} is closed")
-        if self._consumer is None:
+    def kafka(self) -> KafkaConsumer:
+        if self.closed:
+            raise LogError(f"the Kafka reader of {', '.join(self.counts) or 'its topics'} is closed")
+        if self.consumer is None:
             try:
-                self._consumer = KafkaConsumer(
+                self.consumer = KafkaConsumer(
                     **self.settings.consumer(), group_id=None, enable_auto_commit=False,
                     isolation_level="read_committed", auto_offset_reset="earliest", allow_auto_create_topics=False,
                     **{**FAST_CONSUMER, "fetch_max_wait_ms": READ_FETCH_WAIT_MS},
                 )
             except kerr.KafkaError as exc:
                 raise LogError(describe_failure(exc, self.settings)) from exc
-        return self._consumer
+        return self.consumer
 
-    def _count(self) -> int:
+    def register(self, topic: str, partitions: int | None) -> int:
+        """Add a topic (before the first read: one assignment holds every partition); its partition count."""
+        with self.lock:
+            if self.parts:
+                raise LogError(f"topic {topic} joined a Kafka reader after its first read")
+            if partitions is None:
+                try:
+                    found = self.kafka().partitions_for_topic(topic)
+                except kerr.KafkaError as exc:
+                    raise LogError(describe_failure(exc, self.settings)) from exc
+                if not found:
+                    raise MissingTopic(f"topic {topic} does not exist at {self.settings.bootstrap}; "
+                                       "start a master first")
+                partitions = len(found)
+            self.counts[topic] = partitions
+            self.users += 1
+            return partitions
+
+    def part(self, tp: TopicPartition) -> _Part:
+        if not self.parts:
+            consumer = self.kafka()
+            self.parts = {TopicPartition(t, p): _Part(TopicPartition(t, p))
+                          for t, n in self.counts.items() for p in range(n)}
+            consumer.assign(list(self.parts))
+            consumer.pause(*self.parts)  # nothing is fetched for a partition before it is read
+        return self.parts[tp]
+
+    def release(self) -> None:
+        """One reader less; the consumer closes with the last."""
+        with self.lock:
+            self.users -= 1
+            if self.users <= 0:
+                self.close_now()
+
+    def close_now(self) -> None:
+        """Close the consumer whoever still uses it (idempotent)."""
+        with self.lock:
+            self.closed = True
+            if self.consumer is not None:
+                self.consumer.close(autocommit=False)
+                self.consumer = None
+
+
+class KafkaTopicReader:
+    """The `Stream` reading side of `<prefix>.<name>`, through one consumer (see the module docstring).
+
+    Readers made with the same `shared` (see `projection_streams`) share that consumer.
+    """
+
+    def __init__(self, settings: KafkaSettings, name: str, *, partitions: int | None = None,
+                 read_timeout: float | None = None, shared: _Shared | None = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.topic = settings.topic(name)
+        self.read_timeout = read_timeout if read_timeout is not None else (settings.timeout or 10.0)
+        self._shared = shared if shared is not None else _Shared(settings)
+        self._lock = self._shared.lock
+        self._closed = False
         try:
-            parts = self._kafka().partitions_for_topic(self.topic)
-        except kerr.KafkaError as exc:
-            raise LogError(describe_failure(exc, self.settings)) from exc
-        if not parts:
-            self.close()
-            raise MissingTopic(f"topic {self.topic} does not exist at {self.settings.bootstrap}; start a master first")
-        return len(parts)
+            self._partitions = self._shared.register(self.topic, partitions)
+        except LogError:
+            if shared is None:
+                self._shared.close_now()
+            raise
+
+    def _kafka(self) -> KafkaConsumer:
+        if self._closed:
+            raise LogError(f"the Kafka reader of {self.topic} is closed")
+        return self._shared.kafka()
 
     def _part(self, partition: int) -> _Part:
         if not 0 <= partition < self._partitions:
             raise ValueError(f"topic {self.topic} has partitions 0..{self._partitions - 1}, not {partition}")
-        if not self._parts:
-            consumer = self._kafka()
-            self._parts = {p: _Part(TopicPartition(self.topic, p)) for p in range(self._partitions)}
-            tps = [part.tp for part in self._parts.values()]
-            consumer.assign(tps)
-            consumer.pause(*tps)  # nothing is fetched for a partition before it is read
-        return self._parts[partition]
+        return self._shared.part(TopicPartition(self.topic, partition))
 
     @property
     def partitions(self) -> int:
@@ -186,7 +235,7 @@ class KafkaTopicReader:
         while True:
             polled = consumer.poll(timeout_ms=20, max_records=FAST_CONSUMER["max_poll_records"])
             for tp, batch in polled.items():
-                self._keep(self._parts[tp.partition], batch, consumer)
+                self._keep(self._shared.parts[tp], batch, consumer)
             if part.records:
                 return
             position = consumer.position(part.tp)
@@ -222,12 +271,11 @@ class KafkaTopicReader:
         raise LogError(f"the reader of {self.topic} is read-only; produce with KafkaStream")
 
     def close(self) -> None:
-        """Close the consumer (idempotent)."""
+        """Close this reader (idempotent); the consumer closes with the last reader sharing it."""
         with self._lock:
-            if self._consumer is not None:
-                self._consumer.close(autocommit=False)
-                self._consumer = None
-            self._closed = True
+            if not self._closed:
+                self._closed = True
+                self._shared.release()
 
     def __enter__(self) -> KafkaTopicReader:
         return self
@@ -247,16 +295,18 @@ def projection_streams(settings: KafkaSettings) -> tuple[KafkaTopicReader, Kafka
     """
     from easysched_es.log.kafka import ensure_topics
 
-    readers: list[KafkaTopicReader] = []
+    names = ("events", "commands")
+    shared = _Shared(settings)  # one consumer, so one connection set-up, for both topics
     try:
-        for name in ("events", "commands"):
-            try:
-                readers.append(KafkaTopicReader(settings, name))  # its consumer's metadata counts the partitions
-            except MissingTopic:
-                counts = ensure_topics(settings)  # an admin client only when a topic is missing
-                readers.append(KafkaTopicReader(settings, name, partitions=counts[settings.topic(name)]))
+        try:
+            readers = [KafkaTopicReader(settings, name, shared=shared) for name in names]
+        except MissingTopic:
+            shared.close_now()
+            made = ensure_topics(settings)  # an admin client only when a topic is missing
+            shared = _Shared(settings)
+            readers = [KafkaTopicReader(settings, name, partitions=made[settings.topic(name)], shared=shared)
+                       for name in names]
     except BaseException:
-        for reader in readers:
-            reader.close()
+        shared.close_now()
         raise
     return readers[0], readers[1]
