@@ -13,6 +13,8 @@ No Docker: the broker runs from jars resolved from Maven Central with the machin
 * :func:`start_detached`, :func:`status`, :func:`stop_detached` back
   ``easysched kafka-local start|status|stop``: the broker outlives the CLI process, and a state file
   in the data directory lets another process find it.
+* ``sasl=`` (``kafka-local start --sasl USER:PASS``) puts the client listener behind SASL/PLAIN
+  (:mod:`.local_sasl`); the readiness probe then authenticates as that user.
 
 Broker settings (see :func:`broker_properties`): everything a single node needs (replication factor and min
 ISR 1 for internal topics, ``group.initial.rebalance.delay.ms=0``), small internal topics so the first
