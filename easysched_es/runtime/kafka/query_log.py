@@ -50,6 +50,14 @@ FAR_WINDOW = 16
 FETCH_WAIT_MS = 20
 
 
+class _SnapshotHead(msgspec.Struct):
+    partition: int = -1
+    position: int = 0
+
+
+_snapshot_head = msgspec.msgpack.Decoder(_SnapshotHead)
+
+
 @dataclass
 class _Buffer:
     """The records of one topic-partition fetched so far: every record in [low, high)."""
@@ -191,11 +199,8 @@ class QueryLog:
         """
         chosen = list(range(self.partitions)) if partitions is None else list(partitions)
         self._snapshot_window(chosen, NEAR_WINDOW)
-        starts = {}
-        for p in chosen:
-            state = self._best(p, None)
-            starts[self._tp("commands", p)] = 0 if state is None else state.position
-        self.fetch(starts)
+        # Only each snapshot's head is decoded here; the fold decodes the whole of it once.
+        self.fetch({self._tp("commands", p): self._head_position(p) for p in chosen})
 
     def load_snapshot(self, partition: int, until: int | None = None) -> State | None:
         """The newest snapshot of `partition` covering at most command offset `until` (None: any)."""
@@ -220,6 +225,19 @@ class QueryLog:
             if ends[tp] <= window:
                 found.insert(0, (-1, b""))  # the window reached the partition's start: nothing older
             self._snapshot_payloads[p] = found
+
+    def _head_position(self, partition: int) -> int:
+        """The position of the newest snapshot fetched for `partition` (0 if none), from its head alone."""
+        for offset, payload in reversed(self._snapshot_payloads.get(partition, [])):
+            if offset < 0:
+                continue
+            try:
+                head = _snapshot_head.decode(payload)
+            except msgspec.MsgspecError:
+                continue
+            if head.partition == partition:
+                return head.position
+        return 0
 
     def _best(self, partition: int, covering: int | None) -> State | None:
         """The newest decodable snapshot among those fetched (decoded afresh: a fold mutates its state)."""
