@@ -246,6 +246,18 @@ def record_of(r: Any) -> Record:
     return Record(r.offset, value, r.offset + 1)
 
 
+def within_budget(records: Sequence[Record], max_bytes: int) -> list[Record]:
+    """The first `records` whose payloads fit in `max_bytes` (always at least one, if any)."""
+    out: list[Record] = []
+    budget = max_bytes
+    for record in records:
+        if out and len(record.payload) > budget:
+            break
+        out.append(record)
+        budget -= len(record.payload)
+    return out
+
+
 class KafkaStream:
     """One stream (`commands`, `events` or `snapshots`) as a Kafka topic. Thread-safe.
 
@@ -365,14 +377,7 @@ class KafkaStream:
                     self._fill(reader)
             except kerr.KafkaError as exc:
                 raise LogError(_describe(exc, self.settings)) from exc
-            out: list[Record] = []
-            budget = max_bytes
-            for record in reader.buffer:
-                if out and len(record.payload) > budget:
-                    break
-                out.append(record)
-                budget -= len(record.payload)
-            return out
+            return within_budget(reader.buffer, max_bytes)
 
     def _fill(self, reader: _Reader) -> None:
         consumer, tp = reader.consumer, reader.tp

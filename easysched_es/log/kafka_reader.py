@@ -30,7 +30,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as kerr
 
 from easysched_es.log.base import LogError, Record
-from easysched_es.log.kafka import FAST_CONSUMER, READ_FETCH_WAIT_MS, KafkaSettings, describe_failure, record_of
+from easysched_es.log.kafka import (
+    FAST_CONSUMER,
+    READ_FETCH_WAIT_MS,
+    KafkaSettings,
+    describe_failure,
+    record_of,
+    within_budget,
+)
 
 __all__ = ["KafkaTopicReader"]
 
@@ -191,14 +198,7 @@ class KafkaTopicReader:
                     self._fill(part)
             except kerr.KafkaError as exc:
                 raise LogError(describe_failure(exc, self.settings)) from exc
-            out: list[Record] = []
-            budget = max_bytes
-            for record in part.records:
-                if out and len(record.payload) > budget:
-                    break
-                out.append(record)
-                budget -= len(record.payload)
-            return out
+            return within_budget(part.records, max_bytes)
 
     def prefetch(self, starts: dict[int, int]) -> None:
         """Start fetching every partition from its start at once (the reader is about to read them all).
