@@ -7,8 +7,7 @@ tasks (a, then b and c) are reported started and finished by a simulated worker 
 per workflow group... in short: 300 workflows x 24 x 30 = 216,000 instances and 648,000 tasks,
 about 1.5 million commands. `ApplyRetention` runs every hour (as `easysched run` does) with the
 workflows' retention_days. At the end of every simulated day it prints:
-- hot instances, and the process RSS (taken before the snapshot is measured: the copies it
-  restores would stay in the allocator's high-water mark);
+- hot instances, and the process RSS (the fold's: the snapshot is measured in a forked child);
 - the snapshot's encoded size and its load time (decode + restore), wall and CPU;
 - `status` latency: snapshot load plus the view of one workflow's instances;
 - `start` decision latency: p50/p99 of the fold's step for the day's StartWorkflow commands
@@ -86,18 +85,32 @@ class Soak:
 
 
 def measure(soak: Soak) -> tuple[int, float, float, float]:
-    """Snapshot size, load time (wall and this process's CPU: on a shared machine the wall time
-    includes waiting for a core) and `status` time, loaded as the runtime does (collector paused)."""
-    snap = encode(soak.state.snapshot())
-    with gc_paused():
-        t0, c0 = time.perf_counter(), time.process_time()
-        restored = State.restore(decode_snapshot(snap))
-        load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
-        t0 = time.perf_counter()
-        status_view(State.restore(decode_snapshot(snap)), workflow="wf000")
-        status = time.perf_counter() - t0
-    del restored
-    return len(snap), load, load_cpu, status
+    """Snapshot size, load time (wall and CPU: on a shared machine the wall time includes waiting
+    for a core) and `status` time, loaded as the runtime does (collector paused).
+
+    Measured in a forked child: the encoded snapshot and the restored copies never enter this
+    process's heap, so its RSS is the fold's own (freed copies would stay in the allocator's
+    arenas and look like growth).
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, report, exit without cleanup
+        snap = encode(soak.state.snapshot())
+        with gc_paused():
+            t0, c0 = time.perf_counter(), time.process_time()
+            restored = State.restore(decode_snapshot(snap))
+            load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+            t0 = time.perf_counter()
+            status_view(State.restore(decode_snapshot(snap)), workflow="wf000")
+            status = time.perf_counter() - t0
+        del restored
+        os.write(write, msgspec.json.encode([len(snap), load, load_cpu, status]))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        size, load, load_cpu, status = msgspec.json.decode(f.read())
+    os.waitpid(pid, 0)
+    return size, load, load_cpu, status
 
 
 def main() -> None:
@@ -128,7 +141,7 @@ def main() -> None:
         for h in range(24):
             soak.hour(T0 + (day * 24 + h) * HOUR, retention=True)
         fold = time.perf_counter() - t0
-        rss = rss_mb()  # before measuring: the restored copies would raise the high-water mark
+        rss = rss_mb()
         size, load, load_cpu, status = measure(soak)
         q = statistics.quantiles(soak.start_ms, n=100)
         print(f"{day + 1:>3} {len(soak.state.instances):>9,} {rss:>8.0f} {size / 2**20:>9.1f} {load * 1000:>8.0f} "
