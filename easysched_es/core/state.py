@@ -339,8 +339,13 @@ class State:
         state.instances = snap.instances
         state.upstream = snap.upstream
         for records in snap.upstream.values():
+            prev: dict[str, str] | None = None
             for record in records.values():
-                record.task_states = state.shared_task_states(record.task_states)
+                # Neighbours mostly hold equal dicts: a compare is cheaper than the shared lookup.
+                if record.task_states == prev:
+                    record.task_states = prev
+                else:
+                    prev = record.task_states = state.shared_task_states(record.task_states)
         state.workers = snap.workers
         state.worker_timeouts = snap.worker_timeouts
         state.schedules = snap.schedules
