@@ -106,15 +106,7 @@ class Cluster:
 
     def stop(self, name: str) -> None:
         """SIGTERM one process and wait for it (SIGKILL after 20 s)."""
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_processes([self.procs.pop(name)])
 
     # ---- ownership -----------------------------------------------------------------------
 
@@ -222,21 +214,26 @@ class Cluster:
                 if getattr(ev, "instance", None) == instance]
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(list(self.procs.values()))
         if self._client is not None:
             self._client.close()
         self._close_events()
         if self._admin is not None:
             self._admin.close()
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process (a frozen one is woken first), then wait for each; SIGKILL after 20 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.fixture

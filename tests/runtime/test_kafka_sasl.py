@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from easysched_es.runtime.embedded.local_run import wait_for
 from easysched_es.runtime.kafka.local_sasl import parse_credentials, sasl_properties
+from tests.e2e.kafka_cluster import stop_processes
 from tests.kafka_broker import _unavailable
 
 pytestmark = [pytest.mark.kafka]
@@ -145,15 +145,7 @@ def test_master_worker_projector_and_cli_work_with_the_credentials(sasl_broker: 
         assert all(p.poll() is None for p in procs), [(tmp_path / f"{n}.err").read_text()[-2000:]
                                                       for n in ("master", "worker", "projector")]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_processes(procs)
 
 
 def _one_error(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
