@@ -124,6 +124,36 @@ class Worker:
         os.write(self._wake_w, b"x")
         return [proc.key for proc in procs]
 
+    def kill_strays(self, keep: set[Key]) -> list[Key]:
+        """SIGKILL the process groups started from this worker's directory for attempts not in `keep`.
+
+        Found in /proc by their attempt marker: processes a previous run of this worker left behind
+        (it was killed, or declared lost) whose attempts the fold no longer gives to it. Their
+        attempts were rerun elsewhere or ended; letting them run on would run the task twice.
+        """
+        prefix = f"EASYSCHED_ATTEMPT_KEY={self.runs_dir}|".encode()
+        groups: dict[int, Key] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                at = environ.find(prefix)
+                if at < 0 or (at > 0 and environ[at - 1] != 0):
+                    continue
+                value = environ[at + len(prefix):].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                instance, rest = value.split("|", 1)
+                task, attempt = rest.rsplit("|", 1)
+                key = (instance, task, int(attempt))
+                if key not in keep:
+                    groups[os.getpgid(int(entry))] = key
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or not one of ours
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        return sorted(set(groups.values()))
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads. Task processes keep running: a restarted worker adopts them."""
         self._stopping.set()

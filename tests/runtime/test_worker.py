@@ -160,3 +160,25 @@ def test_an_attempt_that_vanished_without_exit_code_is_reported_lost(tmp_path: P
         assert isinstance(lost, c.TaskLost) and "without an exit code" in lost.reason
     finally:
         second.stop()
+
+
+def test_a_restarted_worker_kills_the_strays_of_attempts_no_longer_its_own(
+    worker: Worker, reports: Reports, tmp_path: Path
+) -> None:
+    """Processes a previous run of the worker left behind, for attempts the fold gave to nobody or
+    to another worker (rerun after a loss), are killed (whole group); the kept ones run on."""
+    worker.submit(dispatch("sleep 60 & sleep 60; wait", attempt=1))
+    worker.submit(dispatch("sleep 60", attempt=2, task="kept"))
+    stray = reports.next(c.TaskStarted).pid
+    kept = reports.next(c.TaskStarted).pid
+    members = wait_until("the stray's group has its children", lambda: len(group_members(stray)) >= 2 and
+                         group_members(stray))
+    worker.stop()  # the worker dies; its processes run on (as after a kill -9)
+    restarted = Worker(tmp_path / "runs", tmp_path / "logs", reports, name="w1", kill_grace=0.5)
+    try:
+        assert restarted.kill_strays({("0-1", "kept", 2)}) == [("0-1", "t", 1)]
+        wait_until("the stray's whole group gone", lambda: not any(pid_alive(p) for p in members))
+        assert pid_alive(kept)
+    finally:
+        os.killpg(kept, signal.SIGKILL)
+        kill_leftovers(tmp_path)

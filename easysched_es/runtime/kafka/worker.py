@@ -26,20 +26,14 @@ removes the claim and log directories of the instances an `InstancesRetired` eve
 (`runtime/retired_files.py`), so a worker's files follow the retention policy the masters append
 to the log.
 
-Fencing (runtime/kafka/lease.py, core/fencing.py): each start, and each comeback after being
-declared lost, gets a new incarnation, carried in heartbeats, claims and reports. A won claim is
-started only for this incarnation and only while the lease of its partition holds (a heartbeat
-that partition's fold accepted, sent less than the timeout minus a margin ago); until then it is
-held. When the reader sees `WorkerLost` for this incarnation, the worker SIGKILLs the process
-group of every attempt it still runs (those attempts are rerun elsewhere), forgets what it held,
-and comes back with a new incarnation.
-
-Reconciling (at start and at each comeback): the worker folds the state of every partition
-(snapshot + tail, like the CLI) and acts on what the state says it owes (`shell.worker_duties`):
-attempts claimed by its name are started or adopted (their claim files say which), kills of its
-attempts not yet confirmed are acted on, and dispatched attempts of its group that nobody claimed
-are claimed. The effect reader starts at the end of the events topic as read before that fold,
-so nothing decided in between is missed.
+Fencing (runtime/kafka/lease.py, core/fencing.py): each start and each comeback after being
+declared lost is a new incarnation, carried in heartbeats, claims and reports. A won claim is
+started only for this incarnation and while the lease of its partition holds (else it is held).
+On `WorkerLost` about this incarnation the worker SIGKILLs every task process group it runs and
+comes back as a new incarnation. At start and at each comeback it reconciles from the folded
+state of every partition (`shell.worker_duties`: start or adopt its attempts, act on their kills,
+claim what nobody claimed, kill the strays of attempts no longer its own); the effect reader goes
+on from the end of the events topic as read before that fold.
 
 Reports are produced (acks=all) to the partition of their instance; heartbeats go to every
 partition with the worker's timeout, so a worker that disappears has its attempts declared lost
@@ -67,13 +61,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerr
 
 from easysched_es.core import commands as c
-from easysched_es.core.codec import decode_batch, encode
+from easysched_es.core.codec import encode
 from easysched_es.core.events import (
     AttemptClaimed,
     CommandRejected,
     DispatchTask,
     Event,
-    EventBatch,
     InstancesRetired,
     KillTaskProcess,
     TaskStateChanged,
@@ -86,6 +79,7 @@ from easysched_es.runtime.clock import wall_ms
 from easysched_es.runtime.fold import load_states
 from easysched_es.runtime.kafka.client import instance_partition
 from easysched_es.runtime.kafka.lease import Lease, next_incarnation
+from easysched_es.runtime.kafka.worker_io import batches, effects, pause_self, poll
 from easysched_es.runtime.retired_files import remove_retired
 from easysched_es.runtime.worker import Key, Worker
 
@@ -239,7 +233,7 @@ class KafkaWorker:
         for key in list(self._held):
             if self._crash == "pause_before_spawn":
                 self._crash = ""
-                _pause_self(f"before starting {key}")
+                pause_self(f"before starting {key}")
             partition = instance_partition(key[0])
             if self.lease.valid(partition):
                 dispatch = self._held.pop(key, None)
@@ -279,39 +273,12 @@ class KafkaWorker:
             except Exception:
                 log.exception("effect %r failed", kill)
 
-    @staticmethod
-    def _batches(records: list[Any]) -> list[EventBatch]:
-        """The decodable event batches of polled events records."""
-        out: list[EventBatch] = []
-        for record in records:
-            try:
-                out.append(decode_batch(record.value))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.error("undecodable events record at offset %d: %s", record.offset, exc)
-        return out
-
-    @classmethod
-    def _effects(cls, records: list[Any]) -> list[Event]:
-        """The dispatch and kill effects in polled events records."""
-        return [ev for batch in cls._batches(records) for ev in batch.events
-                if isinstance(ev, (DispatchTask, KillTaskProcess))]
-
-    @staticmethod
-    def _poll(consumer: KafkaConsumer) -> dict[Any, list[Any]]:
-        """One poll of `consumer`; nothing (after a pause) when the broker cannot be reached."""
-        try:
-            return consumer.poll(timeout_ms=100)
-        except kerr.KafkaError as exc:
-            log.warning("poll failed (%s); retrying", exc)
-            time.sleep(0.5)
-            return {}
-
     def _kill_loop(self, stop: threading.Event) -> None:
         """The effect reader over every events partition: claims won, kills, heartbeat verdicts, loss."""
         while not stop.is_set():
-            polled = self._poll(self.kill_consumer)
+            polled = poll(self.kill_consumer)
             for records in polled.values():
-                for batch in self._batches(records):
+                for batch in batches(records):
                     if batch.command == "heartbeat":
                         accepted = not any(isinstance(ev, CommandRejected) for ev in batch.events)
                         self.lease.verdict(batch.partition, batch.offset, accepted)
@@ -371,8 +338,13 @@ class KafkaWorker:
             log.exception("could not fold the partitions to reconcile; the effects read from now on still apply")
             return
         sent = []
-        for state in states:
-            runs, kills, unclaimed = worker_duties(state, self.name, self.group)
+        duties = [worker_duties(state, self.name, self.group) for state in states]
+        keep = {(d.instance, d.task, d.attempt) for runs, kills, _ in duties for d in [*runs, *kills]}
+        strays = self.worker.kill_strays(keep)
+        if strays:
+            log.warning("killed the processes of %d attempt(s) no longer this worker's (rerun or ended): %s",
+                        len(strays), ", ".join(f"{i}/{t}/{a}" for i, t, a in strays[:10]))
+        for runs, kills, unclaimed in duties:
             for kill in kills:
                 self._kill_now(kill)
             for dispatch in runs:
@@ -394,14 +366,14 @@ class KafkaWorker:
             os.kill(os.getpid(), signal.SIGKILL)
         if self._crash == "pause_after_claim":
             self._crash = ""
-            _pause_self("after a claim")
+            pause_self("after a claim")
 
     def _claim_batch(self, batches: dict[Any, list[Any]]) -> int | None:
         """Claim the dispatches and act on the kills of one poll: how many claims are now durable,
         or None if some could not be produced."""
         sent = []
         for records in batches.values():
-            for ev in self._effects(records):
+            for ev in effects(records):
                 if isinstance(ev, DispatchTask):
                     if ev.worker_group == self.group:
                         future = self._claim(ev)
@@ -440,7 +412,7 @@ class KafkaWorker:
         kills.start()
         try:
             while not stop.is_set():
-                batches = self._poll(self.consumer)
+                batches = poll(self.consumer)
                 if not batches:
                     continue
                 claimed = self._claim_batch(batches)
@@ -472,20 +444,3 @@ class KafkaWorker:
             self.consumer.close(autocommit=False)
             self.kill_consumer.close(autocommit=False)
 
-
-def _pause_self(where: str) -> None:
-    """Testing hook: SIGSTOP this process, and return only once it was stopped and continued.
-
-    A signal sent to a multi-threaded process may be taken by another thread: the caller can run
-    on for a while before the stop reaches it, so it waits for the gap in its clock.
-    """
-    log.warning("testing hook: pausing (SIGSTOP) %s", where)
-    last = time.monotonic()
-    os.kill(os.getpid(), signal.SIGSTOP)
-    while True:
-        time.sleep(0.01)
-        now = time.monotonic()
-        if now - last > 1.0:
-            break
-        last = now
-    log.warning("testing hook: continued after %.1fs", now - last)
