@@ -62,7 +62,13 @@ def wait_for_end(source: LogSource, instance: str, timeout: float | None = None,
     def view_of(state: State) -> dict[str, Any]:
         view = status_view(state, instance)
         if not view:
-            raise UnknownInstanceError(f"unknown instance {instance!r}")
+            from easysched_es.core.retention import retired
+
+            gone = retired(state, instance)
+            if gone is None:
+                raise UnknownInstanceError(f"unknown instance {instance!r}")
+            # Ended, then retired from the hot state: its end is what the wait was for.
+            return {"instance": instance, "workflow": gone[0], "state": gone[1].state, "retired": True}
         return view[0]
 
     return follow(source, _partition(source, instance), view_of, lambda v: v["state"] in FINAL_STATES,

@@ -58,6 +58,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         view = _narrowed(view, args)
     if args.instance and not view:
         shown = "no such instance" if state is None or args.instance not in state.instances else "filtered out"
+        if state is not None and shown == "no such instance":
+            shown = _retired_note(state, args.instance) or shown
         raise unknown_instance(args.instance, shown)
     from easysched_es.cli.status_columns import add_task_columns, print_status
 
@@ -70,6 +72,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not view:
         print("no instances")
     return EXIT_OK
+
+
+def _retired_note(state: Any, instance: str) -> str | None:
+    from easysched_es.core.retention import retired
+
+    gone = retired(state, instance)
+    if gone is None:
+        return None
+    return (f"it ended {gone[1].state} and retention removed it from the hot state "
+            f"(retention_days of {gone[0]}); `easysched trace {instance}` reads it from the log")
 
 
 def say_source(src: object) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from easysched_es.core import commands as c
 from easysched_es.core import events as e
-from easysched_es.core.state import WF_FINAL, State
+from easysched_es.core.state import WF_FINAL, State, UpstreamRecord
 from easysched_es.core.tasks.base import Out
 
 DAY_MS = 86_400_000
@@ -54,6 +54,22 @@ def due_for_retirement(state: State, now: int) -> list[str]:
             continue
         out.append(inst.id)
     return out
+
+
+def retired(state: State, instance: str) -> tuple[str, UpstreamRecord] | None:
+    """The workflow and DEPENDENT index record of an instance that retention removed from the
+    hot state; None if it is hot, or unknown (never started, or its record is pruned too).
+
+    The index outlives retention (UPSTREAM_DAYS), so `wait` and `status` can still say how such
+    an instance ended, and point to `trace`, which reads it from the log.
+    """
+    if instance in state.instances:
+        return None
+    for workflow, records in state.upstream.items():
+        record = records.get(instance)
+        if record is not None and record.state in WF_FINAL:
+            return workflow, record
+    return None
 
 
 def _prune_upstream(state: State, now: int, hot: set[str]) -> int:

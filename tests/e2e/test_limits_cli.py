@@ -98,6 +98,14 @@ def test_gc_removes_old_logs_and_run_dirs_and_nothing_a_live_or_retained_instanc
         left = [d.name for d in data.logs.iterdir()] + [d.name for d in data.runs.iterdir()]
         assert all(live in name or name == live for name in left) and len(left) == 2
         assert set(run.state().instances) == {live}
+        # A retired instance: `wait` gives how it ended, `status` says where it went.
+        waited = cli(tmp_path, "wait", old, "--json")
+        assert waited.returncode == 0 and json.loads(waited.stdout) == {
+            "instance": old, "workflow": "g", "state": "SUCCESS", "retired": True}
+        status = cli(tmp_path, "status", old, "--json")
+        error = json.loads(status.stdout)["error"]
+        assert status.returncode == 1 and "retention removed it from the hot state" in error
+        assert f"easysched trace {old}" in error
         assert cli(tmp_path, "stop", live).returncode == 0
     finally:
         run.stop()
