@@ -251,4 +251,10 @@ def _projection_equals_rebuild(root: Path, settings: KafkaSettings) -> bool:
         with Projector(root / "rebuilt.duckdb", events, commands) as fresh:
             fresh.catch_up()
             rebuilt = dump(fresh.cursor())
+    for table in sorted(set(kept) | set(rebuilt)):  # what differs, to look into it
+        a, b = set(kept.get(table, [])), set(rebuilt.get(table, []))
+        if a != b:
+            only_live, only_rebuilt = sorted(a - b, key=repr), sorted(b - a, key=repr)
+            print(f"projection table {table}: {len(only_live)} row(s) only in the live file, e.g. {only_live[:3]}; "
+                  f"{len(only_rebuilt)} only in the rebuild, e.g. {only_rebuilt[:3]}", file=sys.stderr)
     return kept == rebuilt
