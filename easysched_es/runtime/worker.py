@@ -32,6 +32,7 @@ from urllib.parse import quote
 from easysched_es.core import commands as c
 from easysched_es.core.events import DispatchTask, Event, KillTaskProcess
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.spawn import spawn
 from easysched_es.runtime.task_outputs import collect as collect_outputs
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Worker:
         *,
         name: str | None = None,
         kill_grace: float = 5.0,
+        spawners: int = 4,
     ) -> None:
         self.runs_dir = runs_dir
         self.logs_dir = logs_dir
@@ -78,7 +80,11 @@ class Worker:
         self.kill_grace = kill_grace
         self._procs: dict[Key, _Proc] = {}
         self._lock = threading.Lock()
-        self._effects: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        # Several effect threads, each owning the attempts of some tasks: a spawn spends most
+        # of its time waiting (file creation behind the file system's journal, the child's
+        # exec), so one thread alone caps a fan-out far below what the machine can start.
+        # A task's effects stay in one thread, so its dispatch and kill keep their order.
+        self._effects: list[queue.SimpleQueue[Event | None]] = [queue.SimpleQueue() for _ in range(max(1, spawners))]
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -87,9 +93,10 @@ class Worker:
         self._dirs: set[Path] = set()
         self._stopping = threading.Event()
         self._threads = [
-            threading.Thread(target=self._effect_loop, name="worker-effects", daemon=True),
-            threading.Thread(target=self._reap_loop, name="worker-reaper", daemon=True),
+            threading.Thread(target=self._effect_loop, args=(q,), name=f"worker-effects-{i}", daemon=True)
+            for i, q in enumerate(self._effects)
         ]
+        self._threads.append(threading.Thread(target=self._reap_loop, name="worker-reaper", daemon=True))
         self._base_env = {k: v for k, v in os.environ.items() if not k.startswith("EASYSCHED_")}
 
     # ---- public API ----------------------------------------------------------------------
@@ -100,8 +107,9 @@ class Worker:
             t.start()
 
     def submit(self, effect: Event) -> None:
-        """Queue a DispatchTask or KillTaskProcess; effects run in submission order."""
-        self._effects.put(effect)
+        """Queue a DispatchTask or KillTaskProcess; the effects of one task run in submission order."""
+        shard = hash((getattr(effect, "instance", ""), getattr(effect, "task", ""))) % len(self._effects)
+        self._effects[shard].put(effect)
 
     def running(self) -> dict[Key, int]:
         """The attempts this worker watches, with their pids."""
@@ -157,7 +165,8 @@ class Worker:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads. Task processes keep running: a restarted worker adopts them."""
         self._stopping.set()
-        self._effects.put(None)
+        for effects in self._effects:
+            effects.put(None)
         os.write(self._wake_w, b"x")
         for t in self._threads:
             if t.is_alive():
@@ -165,9 +174,9 @@ class Worker:
 
     # ---- effects ---------------------------------------------------------------------------
 
-    def _effect_loop(self) -> None:
+    def _effect_loop(self, effects: queue.SimpleQueue[Event | None]) -> None:
         while True:
-            effect = self._effects.get()
+            effect = effects.get()
             if effect is None:
                 return
             try:
@@ -217,18 +226,13 @@ class Worker:
             env["EASYSCHED_OUTPUT"] = f"{claim}.out"  # key=value lines: output parameters
             env["EASYSCHED_ATTEMPT_KEY"] = self._marker(key)
             env["EASYSCHED_TASK_LOG"] = str(log_path)
-            pid = os.posix_spawn(
-                "/bin/sh",
-                ["sh", "-c", WRAPPER],
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-                    (os.POSIX_SPAWN_DUP2, 1, 2),
-                ],
-                setsid=True,
-                setsigdef=_RESET_SIGNALS,
-            )
+            # The log file is created here (the GIL released), not by a spawn file action run
+            # while the parent waits for the child; the fd is close-on-exec, the child gets dups.
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                pid = spawn("/bin/sh", ["sh", "-c", WRAPPER], env, log_fd, _RESET_SIGNALS)
+            finally:
+                os.close(log_fd)
         except Exception as exc:
             # Any reason (OSError, a ValueError for a NUL in the environment...): the attempt
             # failed; nothing may stay in DISPATCH. The rc file answers a restart the same way.
