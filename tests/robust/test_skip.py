@@ -75,6 +75,12 @@ def test_a_skip_of_a_command_that_applied_is_rejected(tmp_path: Path) -> None:
         client.skip(0, "why not")
 
 
+def test_skip_partition_is_refused_on_the_embedded_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(tmp_path), "skip", "3", "--partition", "1", "--reason", "x", "--json"]) == 2
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["kind"] == "usage" and "--partition is for --kafka" in answer["error"], answer
+
+
 def test_skip_needs_a_reason_and_records_it(tmp_path: Path, buggy_pause: None) -> None:
     client = Client(tmp_path)
     client.define(flow("w", shell("a")))
