@@ -169,8 +169,8 @@ def test_a_restarted_worker_kills_the_strays_of_attempts_no_longer_its_own(
     to another worker (rerun after a loss), are killed (whole group); the kept ones run on."""
     worker.submit(dispatch("sleep 60 & sleep 60; wait", attempt=1))
     worker.submit(dispatch("sleep 60", attempt=2, task="kept"))
-    stray = reports.next(c.TaskStarted).pid
-    kept = reports.next(c.TaskStarted).pid
+    started = {r.task: r.pid for r in (reports.next(c.TaskStarted), reports.next(c.TaskStarted))}
+    stray, kept = started["t"], started["kept"]  # the two may start in either order (effect threads)
     members = wait_until("the stray's group has its children", lambda: len(group_members(stray)) >= 2 and
                          group_members(stray))
     worker.stop()  # the worker dies; its processes run on (as after a kill -9)
