@@ -251,9 +251,9 @@ def main() -> None:
             print(f"  data directory: {root}")
         sys.exit(1 if bad else 0)
     finally:
+        kill_leftovers(root)  # first: it opens the data directory (which would create it again)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-        kill_leftovers(root)
 
 
 if __name__ == "__main__":
