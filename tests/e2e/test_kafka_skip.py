@@ -61,6 +61,10 @@ def test_a_raising_command_stops_the_kafka_partition_until_skipped(cluster: Clus
     # The CLI says so (its fold has the bug too), naming the offset.
     status = cli(cluster, "status", ok=(1,))
     assert status["kind"] == "halted" and f"stopped at offset {bad}" in status["error"], status
+    # A command sent to the stopped partition is not decided; after its timeout the CLI says why,
+    # not "no master" (a resume of a running instance: rejected, harmlessly, once skipped).
+    resumed = cli(cluster, "resume", instance, "--timeout", "3", ok=(1,))
+    assert resumed["kind"] == "halted" and f"easysched skip {bad}" in resumed["error"], resumed
     # The operator skips it in that partition; the master folds again past it, once.
     skipped = cli(cluster, "skip", str(bad), "--partition", str(partition), "--reason", "bug #42")
     assert skipped["skipped"] == bad and skipped["accepted"] is True, skipped

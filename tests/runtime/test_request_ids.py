@@ -99,6 +99,9 @@ def test_a_plain_kafka_producer_starts_instances_in_msgpack_and_in_json(kafka_bo
            "EASYSCHED_KAFKA_PARTITIONS": "1"}
     master = subprocess.Popen([sys.executable, "-m", "easysched_es", "master", "--session-timeout", "6"], env=env,
                               stdout=subprocess.DEVNULL, stderr=open(tmp_path / "master.err", "wb"))  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "easysched_es", "worker", "--name", "wire-worker",
+                               "--work-dir", str(tmp_path / "work"), "--session-timeout", "6"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.err", "wb"))  # noqa: SIM115
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     try:
         assert _cli(env, tmp_path, "define", str(FLOW)).returncode == 0, "define"
@@ -120,10 +123,12 @@ def test_a_plain_kafka_producer_starts_instances_in_msgpack_and_in_json(kafka_bo
             assert any(isinstance(ev, e.WorkflowStarted) and ev.instance == f"0-{offset}" for ev in batches[offset])
         rejected = [ev for ev in batches[bad] if isinstance(ev, e.CommandRejected)]
         assert rejected and "JSON command does not decode" in rejected[0].reason
-        for offset in (packed, as_json):
-            done = _cli(env, tmp_path, "wait", f"0-{offset}", "--timeout", "120")
-            assert done.returncode == 0 or "still" in done.stderr or done.returncode == 1, done.stderr
+        for offset in (packed, as_json):  # and they run to the end, on a worker
+            done = _cli(env, tmp_path, "wait", f"0-{offset}", "--timeout", "120", "--json")
+            assert done.returncode == 0 and json.loads(done.stdout)["state"] == "SUCCESS", done.stdout + done.stderr
     finally:
         producer.close()
-        master.terminate()
-        master.wait(30)
+        for proc in (worker, master):
+            proc.terminate()
+        for proc in (worker, master):
+            proc.wait(30)

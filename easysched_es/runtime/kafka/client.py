@@ -30,6 +30,7 @@ from easysched_es.log.base import LogError
 from easysched_es.log.kafka import KafkaSettings, KafkaStream, ensure_topics
 from easysched_es.query_verbs import QueryVerbs
 from easysched_es.runtime.clock import wall_ms
+from easysched_es.runtime.fold import PartitionHalted, load_state
 from easysched_es.runtime.kafka.query_log import QueryLog
 from easysched_es.runtime.kafka.verdicts import VerdictReader
 from easysched_es.runtime.requests import partition_for, rejection, started_instance
@@ -126,7 +127,15 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
         payload = encode(command)
         return [(p, self.commands.append([payload], p)[0]) for p in self.route(command)]
 
-    def _undecided(self, partition: int, offset: int) -> NoMasterError:
+    def _undecided(self, partition: int, offset: int) -> LogError:
+        """Why a command was not decided in time: its partition is stopped at a command that raised
+        (folding it says so, with the `skip` that lets it go on), or no master runs."""
+        try:
+            load_state(self._log_source(), partition=partition)
+        except PartitionHalted as halted:
+            return halted
+        except LogError:
+            pass  # the broker went away meanwhile: say what is known
         return NoMasterError(
             f"command at offset {offset} of partition {partition} of {self.settings.topic('commands')} "
             f"was not decided within {self.timeout:.0f}s: is a master running "
@@ -206,8 +215,6 @@ class KafkaClient(ScheduleVerbs, QueryVerbs):
                            instance_partition(instance))
 
     def _latest_version(self, workflow: str) -> int:
-        from easysched_es.runtime.fold import load_state
-
         entry = load_state(self._log_source(), partition=0).workflows.get(workflow)
         return entry.versions[-1].version if entry is not None else 0
 
