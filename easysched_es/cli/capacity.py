@@ -4,9 +4,17 @@ and `easysched gc` (retention now; `easysched run` applies it hourly on its own)
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from easysched_es.cli.common import EXIT_OK, Registrar, UsageError, client, print_json, source
+from easysched_es.cli.common import (
+    EXIT_OK,
+    Registrar,
+    UsageError,
+    client,
+    non_negative_int,
+    non_negative_number,
+    print_json,
+    source,
+)
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
@@ -62,27 +70,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _at_least_zero(kind: type[float] | type[int]) -> Callable[[str], float | int]:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value >= 0:  # NaN too
-            raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
-        return value
-
-    return parse
-
-
 def register(reg: Registrar) -> None:
     """Add `pool` and `gc`."""
     p = reg.add("gc", cmd_gc, "apply the retention policy now: retire old finished instances, remove their files",
                 reg.as_json)
     p.add_argument("--dry-run", action="store_true", help="say what would be retired and removed; change nothing")
-    p.add_argument("--keep-days", type=_at_least_zero(float), metavar="DAYS",
+    p.add_argument("--keep-days", type=non_negative_number, metavar="DAYS",
                    help="keep log segments written within DAYS (default $EASYSCHED_LOG_KEEP_DAYS, else 30)")
-    p.add_argument("--keep-bytes", type=_at_least_zero(int), metavar="BYTES",
+    p.add_argument("--keep-bytes", type=non_negative_int, metavar="BYTES",
                    help="keep the newest BYTES of each log stream (default $EASYSCHED_LOG_KEEP_BYTES, else 0)")
     p.add_argument("--ignore-projection", action="store_true",
                    help="delete old segments even if the DuckDB projection has not read them yet")

@@ -285,6 +285,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    """An argparse `type`: a number >= 0 (days, sizes); NaN is refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse `type`: a whole number >= 1 (limits)."""
     value = non_negative_int(text)
