@@ -10,7 +10,7 @@ before offset N"). Beyond that, segments written within `keep_days` (by mtime) a
 `keep_bytes` of each stream are kept: the defaults keep everything newer than the instance
 retention period, so young installs lose nothing. Nor does a segment go that the DuckDB
 projection has not read yet (a projector stopped for a while would otherwise lose that stretch
-of history): its position comes from the running service, else from the projection file; a
+of history): its position comes from the running service, else from the projection file (the same query); a
 file held by a process that serves no API keeps every segment, since its position is unknown.
 
 Settings: `gc --keep-days/--keep-bytes`, else `EASYSCHED_LOG_KEEP_DAYS` (default: the retention
@@ -49,29 +49,34 @@ def log_keep_settings() -> tuple[float, int]:
             int(_env_float("EASYSCHED_LOG_KEEP_BYTES", 0)))
 
 
+# How far the projection has read, as committed with its rows (`projection_offsets`).
+_READ_SQL = "SELECT stream, min(next_offset) FROM projection_offsets WHERE partition = 0 GROUP BY stream"
+
+
 def projection_read(data: DataDir) -> tuple[dict[str, int] | None, str]:
     """How far the projection has read each stream ({} of offsets; None: there is no projection),
-    and a note when that is unknown (then every stream counts as unread, so nothing is deleted)."""
+    and a note when that is unknown (then every stream counts as unread, so nothing is deleted).
+
+    Asked of the running service (`/query`), else of the projection file itself."""
     from projections.client import find_service
     from projections.errors import ProjectionError
 
     service = find_service(data.root)
     if service is not None:
         try:
-            streams = service.stats()["projection"]["streams"]
-            return {s["stream"]: int(s["next_offset"]) for s in streams if s["partition"] == 0}, ""
-        except (ProjectionError, KeyError, TypeError, ValueError) as exc:
+            rows = service.query(_READ_SQL)["rows"]
+        except (ProjectionError, KeyError, TypeError) as exc:
             return {}, f"the projection service did not say how far it has read ({exc})"
-    if not data.duckdb.exists():
+    elif not data.duckdb.exists():
         return None, ""
-    import duckdb
+    else:
+        import duckdb
 
-    try:
-        with duckdb.connect(str(data.duckdb), read_only=True) as conn:
-            rows = conn.execute("SELECT stream, min(next_offset) FROM projection_offsets"
-                                " WHERE partition = 0 GROUP BY stream").fetchall()
-    except duckdb.Error as exc:
-        return {}, f"the projection file is held or unreadable, so how far it has read is unknown ({exc})"
+        try:
+            with duckdb.connect(str(data.duckdb), read_only=True) as conn:
+                rows = conn.execute(_READ_SQL).fetchall()
+        except duckdb.Error as exc:
+            return {}, f"the projection file is held or unreadable, so how far it has read is unknown ({exc})"
     return {str(stream): int(offset) for stream, offset in rows}, ""
 
 
