@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from easysched_es.core import commands as c
@@ -12,17 +9,12 @@ from easysched_es.core import events as e
 from easysched_es.core.codec import decode_command
 from easysched_es.log.kafka import KafkaStream
 from easysched_es.runtime.kafka.client import instance_partition
+from tests.e2e.kafka_cluster import cluster
 from tests.e2e.test_alerts import Receiver, failing_flow
 from tests.e2e.test_kafka_e2e import Cluster, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
-    c_ = Cluster(kafka_bootstrap, tmp_path)
-    yield c_
-    c_.close()
+__all__ = ["cluster"]  # the shared fixture, imported for this module's tests
 
 
 def alert_reports(cluster: Cluster, instance: str) -> list[c.AlertSent | c.AlertFailed]:

@@ -7,7 +7,6 @@ attempt number to a file first thing, so the file counts the attempt processes t
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,16 +16,11 @@ from easysched_es.core import events as e
 from easysched_es.runtime.fold import load_states
 from easysched_es.runtime.kafka.master import KafkaLog
 from easysched_es.runtime.worker import attempt_file_name
+from tests.e2e.kafka_cluster import cluster
 from tests.e2e.test_kafka_e2e import Cluster, assert_consistent, shell_flow, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture
-def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(kafka_bootstrap, tmp_path)
-    yield c
-    c.close()
+__all__ = ["cluster"]  # the shared fixture, imported for this module's tests
 
 
 def _stopped(pid: int) -> bool:

@@ -12,7 +12,8 @@ import pytest
 from easysched_es.core import events as e
 from easysched_es.runtime.embedded.client import CommandRejectedError
 from easysched_es.schedule_verbs import schedule_partition
-from tests.e2e.test_kafka_e2e import Cluster, cli, cluster, shell_flow, wait_until
+from tests.e2e.kafka_cluster import cluster
+from tests.e2e.test_kafka_e2e import Cluster, cli, shell_flow, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 __all__ = ["cluster"]  # the fixture, imported for this module's tests
